@@ -1,0 +1,1 @@
+"""dareg: domain-adaptive deep regression on images, as a reproducible DVC pipeline."""

@@ -1,0 +1,1 @@
+"""The embedded offline demo: synthetic raw data in the real formats, served from loopback."""

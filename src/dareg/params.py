@@ -1,0 +1,242 @@
+"""Typed params: one frozen dataclass per params.yaml section; unknown or missing keys fail at load."""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ParamsError(ValueError):
+    """A params file that does not match the schema; the message names the key and the fix."""
+
+
+@dataclass(frozen=True)
+class Wiki:
+    source: Literal["demo", "url", "path"]
+    url: str
+    path: str
+    sha256: str
+    demo_entries: int
+    demo_seed: int
+
+
+@dataclass(frozen=True)
+class Reddit:
+    source: Literal["demo", "api"]
+    base_url: str | None
+    user_agent: str
+    subreddits: list[str]
+    listing: Literal["top", "hot", "new"]
+    time_filter: Literal["hour", "day", "week", "month", "year", "all"]
+    limit: int
+    ids_csv: str
+    demo_posts: int
+    demo_seed: int
+
+
+@dataclass(frozen=True)
+class Flickr:
+    source: Literal["demo", "api"]
+    rest_url: str
+    min_upload_date: str
+    max_upload_date: str
+    text: str
+    tags: str
+    license: str
+    content_type: int
+    url_size: str
+    per_page: int
+    max_photos: int
+    calls_per_second: float
+    demo_photos: int
+    demo_seed: int
+
+
+@dataclass(frozen=True)
+class Download:
+    workers: int
+    per_host: int
+    connect_timeout: float
+    read_timeout: float
+    retries: int
+    max_bytes: int
+
+
+@dataclass(frozen=True)
+class CleanWiki:
+    min_face_score: float
+    single_face: bool
+    age_min: int
+    age_max: int
+    missing_images: Literal["drop", "error"]
+
+
+@dataclass(frozen=True)
+class AgeLabels:
+    divisor: float
+
+
+@dataclass(frozen=True)
+class PopularityLabels:
+    reddit_transform: Literal["log1p", "log2p1"]
+    flickr_transform: Literal["khosla", "log1p"]
+
+
+@dataclass(frozen=True)
+class Labels:
+    age: AgeLabels
+    popularity: PopularityLabels
+
+
+@dataclass(frozen=True)
+class SplitSizes:
+    source: int
+    target_labeled: int
+    target_unlabeled: int
+    target_test: int
+    scale: Literal["none", "minmax"]
+
+
+@dataclass(frozen=True)
+class Split:
+    seed: int
+    val_fraction: float
+    age: SplitSizes
+    popularity: SplitSizes
+
+
+@dataclass(frozen=True)
+class Cache:
+    image_size: int
+
+
+@dataclass(frozen=True)
+class Model:
+    backbone: Literal["singh7"]
+    width: float
+    head: Literal["sigmoid"]
+    dropout: float
+
+
+@dataclass(frozen=True)
+class Train:
+    epochs: int
+    steps_per_epoch: int
+    lr: float
+    weight_decay: float
+    seed: int
+    device: Literal["auto", "cpu", "cuda"]
+
+
+STREAMS = ("source", "target_labeled", "target_unlabeled")
+LOSS_TERMS = ("mse", "mmd", "smoothing")
+
+
+@dataclass(frozen=True)
+class Regime:
+    """What one regime draws per batch (images per stream) and how it weighs each loss term."""
+
+    batch: dict[str, int]
+    weights: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self):
+        for name in self.batch:
+            if name not in STREAMS:
+                raise ParamsError(f"regime batch stream {name!r} unknown; use one of {STREAMS}")
+        for name in self.weights:
+            if name not in LOSS_TERMS:
+                raise ParamsError(f"regime loss term {name!r} unknown; use one of {LOSS_TERMS}")
+        labeled = self.batch.get("source", 0) + self.batch.get("target_labeled", 0)
+        if labeled <= 0:
+            raise ParamsError("a regime must draw labeled images (source or target_labeled)")
+
+
+@dataclass(frozen=True)
+class Params:
+    wiki: Wiki
+    reddit: Reddit
+    flickr: Flickr
+    download: Download
+    clean_wiki: CleanWiki
+    labels: Labels
+    split: Split
+    cache: Cache
+    model: Model
+    train: Train
+    regimes: dict[str, Regime]
+
+
+def _build(tp: Any, value: Any, where: str) -> Any:
+    """Check `value` against the type `tp` and build dataclasses recursively; `where` names the key."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ParamsError(f"{where}: expected a mapping, got {value!r}")
+        hints = typing.get_type_hints(tp)
+        names = {f.name for f in dataclasses.fields(tp)}
+        unknown = sorted(set(value) - names)
+        if unknown:
+            raise ParamsError(f"{where}: unknown key {unknown[0]!r}; known keys: {sorted(names)}")
+        required = {f.name for f in dataclasses.fields(tp)
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+        missing = sorted(required - set(value))
+        if missing:
+            raise ParamsError(f"{where}: missing key {missing[0]!r}")
+        args = {k: _build(hints[k], v, f"{where}.{k}" if where else k) for k, v in value.items()}
+        try:
+            return tp(**args)
+        except ParamsError as err:
+            raise ParamsError(f"{where}: {err}") from None
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise ParamsError(f"{where}: {value!r} is not one of {list(typing.get_args(tp))}")
+        return value
+    if origin in (types.UnionType, typing.Union):
+        if value is None and type(None) in typing.get_args(tp):
+            return None
+        inner = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _build(inner[0], value, where)
+    if origin is dict:
+        key_tp, val_tp = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise ParamsError(f"{where}: expected a mapping, got {value!r}")
+        return {str(k): _build(val_tp, v, f"{where}.{k}") for k, v in value.items()}
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ParamsError(f"{where}: expected a list, got {value!r}")
+        return [_build(item_tp, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    return _scalar(tp, value, where)
+
+
+def _scalar(tp: type, value: Any, where: str) -> Any:
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is float and isinstance(value, str):
+        raise ParamsError(f"{where}: {value!r} is a string; YAML reads 1e-3 as text, write 1.0e-3")
+    if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+        raise ParamsError(f"{where}: expected {tp.__name__}, got {value!r}")
+    return value
+
+
+def parse(raw: dict, origin: str = "params") -> Params:
+    """Build typed Params from a parsed params mapping; errors name `origin` and the key."""
+    try:
+        return _build(Params, raw, "")
+    except ParamsError as err:
+        raise ParamsError(f"{origin}: {err}".replace(": : ", ": ")) from None
+
+
+def load(path: str | Path = "params.yaml") -> Params:
+    """Read and check a params file."""
+    path = Path(path)
+    if not path.exists():
+        raise ParamsError(f"{path}: not found; run from the repository root, where params.yaml lives")
+    with open(path, encoding="utf-8") as f:
+        raw = yaml.safe_load(f)
+    return parse(raw or {}, str(path))
