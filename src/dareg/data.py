@@ -1,0 +1,78 @@
+"""Training data: the image cache and split labels as streams that a regime draws batches from."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from dareg.errors import DataError
+
+# Inputs are scaled to roughly zero mean, unit spread: x = (pixel / 255 - MEAN) / STD.
+INPUT_NORM = {"mean": 0.5, "std": 0.25}
+
+
+@dataclass
+class Split:
+    """One split: uint8 images (N, H, W, 3), possibly memory-mapped, and scaled labels or None."""
+
+    images: np.ndarray
+    labels: np.ndarray | None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def scale_labels(labels: np.ndarray, scaling: dict) -> np.ndarray:
+    """Task labels to the network's range: (label - offset) / scale."""
+    return ((labels - scaling["offset"]) / scaling["scale"]).astype(np.float32)
+
+
+def unscale(scaled: np.ndarray, scaling: dict) -> np.ndarray:
+    """The network's outputs back to task labels."""
+    return scaled * scaling["scale"] + scaling["offset"]
+
+
+def load_split(cache_dir: Path, splits_dir: Path, name: str, scaling: dict | None) -> Split:
+    """Images from `cache_dir/name.npy`, labels from `splits_dir/name.csv` scaled by `scaling`."""
+    images = np.load(cache_dir / f"{name}.npy", mmap_mode="r")
+    table = pd.read_csv(splits_dir / f"{name}.csv")
+    if len(table) != len(images):
+        raise DataError(f"{cache_dir / name}.npy holds {len(images)} images but {splits_dir / name}"
+                        f".csv lists {len(table)}; rerun the cache stage (dvc repro)")
+    labels = None
+    if scaling is not None and "label" in table.columns:
+        labels = scale_labels(table["label"].to_numpy(dtype=float), scaling)
+    return Split(images, labels)
+
+
+def to_input(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 (N, H, W, 3) to normalized float (N, 3, H, W) on `device`."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).to(device)
+    x = x.permute(0, 3, 1, 2).float().div_(255.0)  # NHWC -> NCHW
+    return x.sub_(INPUT_NORM["mean"]).div_(INPUT_NORM["std"])
+
+
+class Stream:
+    """Endless reshuffled passes over one split: shorter streams simply cycle."""
+
+    def __init__(self, split: Split, rng: np.random.Generator):
+        if len(split) == 0:
+            raise DataError("a regime draws from an empty split; raise its count under split.<task>")
+        self.split, self.rng = split, rng
+        self.order, self.pos = rng.permutation(len(split)), 0
+
+    def take(self, count: int) -> tuple[np.ndarray, np.ndarray | None]:
+        picked = []
+        while count > 0:
+            if self.pos == len(self.order):
+                self.order, self.pos = self.rng.permutation(len(self.split)), 0
+            chunk = self.order[self.pos:self.pos + count]
+            picked.append(chunk)
+            self.pos += len(chunk)
+            count -= len(chunk)
+        index = np.sort(np.concatenate(picked))  # sorted reads are kinder to a memory map
+        labels = None if self.split.labels is None else self.split.labels[index]
+        return self.split.images[index], labels

@@ -1,0 +1,92 @@
+"""Label normalization per task: age / divisor; log upvotes (Reddit); log views per day (Flickr).
+
+Output rows: domain (source|target), image (path from the repository root), group (what must not
+straddle two splits: a person, a Reddit post, a Flickr owner), raw (years, upvotes, views), label.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dareg.errors import DataError
+from dareg.params import AgeLabels, PopularityLabels
+
+SECONDS_PER_DAY = 86400.0
+
+
+def require_columns(frame: pd.DataFrame, columns: list[str], origin: str) -> None:
+    """Fail with the missing column's name and the file it should be in."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DataError(f"{origin}: column {missing[0]!r} missing; expected at least {columns} "
+                        f"(rerun the stage that writes this file)")
+
+
+def age_labels(female: pd.DataFrame, male: pd.DataFrame, image_root: Path,
+               params: AgeLabels) -> pd.DataFrame:
+    """Source = female faces, target = male faces; label = age / divisor; group = the person."""
+    parts = []
+    for domain, frame in (("source", female), ("target", male)):
+        require_columns(frame, ["path", "age", "name"], f"clean wiki ({domain})")
+        parts.append(pd.DataFrame({
+            "domain": domain,
+            "image": [str(image_root / p) for p in frame["path"]],
+            "group": "person:" + frame["name"].fillna("").astype(str),
+            "raw": frame["age"].astype(float),
+            "label": frame["age"].astype(float) / params.divisor,
+        }))
+    return pd.concat(parts, ignore_index=True)
+
+
+def reddit_label(score: pd.Series, transform: str) -> np.ndarray:
+    """ln(1 + s) or log2(1 + s) of upvotes s, with negative scores clipped to 0."""
+    clipped = np.clip(score.to_numpy(dtype=float), 0.0, None)
+    return np.log1p(clipped) if transform == "log1p" else np.log2(1.0 + clipped)
+
+
+def days_online(date_upload: pd.Series, scraped_at: pd.Series) -> np.ndarray:
+    """Days between upload (unix seconds) and the scrape (ISO 8601), at least one day."""
+    epoch = pd.Timestamp(0, tz="UTC")
+    scraped = (pd.to_datetime(scraped_at, utc=True) - epoch).dt.total_seconds()  # any resolution
+    days = (scraped.to_numpy() - date_upload.to_numpy(dtype=float)) / SECONDS_PER_DAY
+    return np.maximum(days, 1.0)
+
+
+def flickr_label(photos: pd.DataFrame, transform: str) -> np.ndarray:
+    """Khosla et al. 2014: log2(views / days_online + 1); or plain ln(1 + views)."""
+    views = photos["views"].to_numpy(dtype=float)
+    if transform == "log1p":
+        return np.log1p(views)
+    return np.log2(views / days_online(photos["date_upload"], photos["scraped_at"]) + 1.0)
+
+
+def popularity_labels(posts: pd.DataFrame, photos: pd.DataFrame, reddit_root: Path,
+                      flickr_root: Path, params: PopularityLabels) -> pd.DataFrame:
+    """Source = Reddit (upvotes), target = Flickr (views per day); group = post id or owner."""
+    require_columns(posts, ["id", "score", "file"], "posts.csv")
+    require_columns(photos, ["id", "owner", "views", "date_upload", "scraped_at", "file"],
+                    "photos.csv")
+    source = pd.DataFrame({
+        "domain": "source",
+        "image": [str(reddit_root / f) for f in posts["file"]],
+        "group": "post:" + posts["id"].astype(str),
+        "raw": posts["score"].astype(float),
+        "label": reddit_label(posts["score"], params.reddit_transform),
+    })
+    target = pd.DataFrame({
+        "domain": "target",
+        "image": [str(flickr_root / f) for f in photos["file"]],
+        "group": "owner:" + photos["owner"].astype(str),
+        "raw": photos["views"].astype(float),
+        "label": flickr_label(photos, params.flickr_transform),
+    })
+    return pd.concat([source, target], ignore_index=True)
+
+
+def units(task: str, params_age: AgeLabels) -> dict:
+    """How a label converts to the unit metrics are reported in (years for age)."""
+    if task == "age":
+        return {"unit": "years", "per_label": params_age.divisor}
+    return {"unit": "log popularity", "per_label": 1.0}

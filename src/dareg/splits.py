@@ -1,0 +1,89 @@
+"""Grouped splits (no person, post or owner in two splits) and per-domain label scaling.
+
+Splits: source; target_train and target_val (carved from the target labeled part); target_unlabeled
+(no label column); target_test. Scaling into the sigmoid's range is fitted after the split, on each
+domain's training labels only.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from dareg.errors import DataError
+from dareg.params import SplitSizes
+
+SPLITS = ("source", "target_train", "target_val", "target_unlabeled", "target_test")
+# minmax maps the training range onto [LOW, HIGH], leaving room for test labels beyond it.
+LOW, HIGH = 0.1, 0.9
+
+
+def take_groups(frame: pd.DataFrame, count: int, order: list[str]) -> tuple[pd.DataFrame, list[str]]:
+    """Take whole groups in `order` until `count` rows; the last group is cut, never shared.
+
+    Returns the rows taken and the groups not yet used.
+    """
+    if count == 0:
+        return frame.iloc[:0], order
+    sizes = frame.groupby("group", sort=False).size().reindex(order)
+    reached = int(np.searchsorted(sizes.cumsum().to_numpy(), count)) + 1
+    chosen, rest = order[:reached], order[reached:]
+    rows = frame[frame["group"].isin(chosen)]
+    rows = rows.set_index("group").loc[chosen].reset_index()  # group order, then file order
+    if len(rows) < count:
+        raise DataError(f"split: {count} rows wanted but only {len(rows)} remain in whole groups "
+                        f"(rows cut from a group are never reused); lower the counts in params.yaml")
+    return rows.iloc[:count][frame.columns], rest
+
+
+def shuffled_groups(frame: pd.DataFrame, rng: np.random.Generator) -> list[str]:
+    groups = frame["group"].drop_duplicates().sort_values().tolist()
+    return [groups[i] for i in rng.permutation(len(groups))]
+
+
+def check_counts(available: int, wanted: dict[str, int], domain: str, task: str) -> None:
+    if sum(wanted.values()) > available:
+        asked = ", ".join(f"{k}={v}" for k, v in wanted.items())
+        raise DataError(f"split.{task}: asked for {asked} (total {sum(wanted.values())}) but only "
+                        f"{available} {domain} images exist; lower these counts in params.yaml")
+
+
+def split(labels: pd.DataFrame, sizes: SplitSizes, val_fraction: float, seed: int,
+          task: str) -> dict[str, pd.DataFrame]:
+    """Draw every split from `labels` (domain, image, group, raw, label) by whole groups."""
+    rng = np.random.default_rng(seed)
+    source = labels[labels["domain"] == "source"]
+    target = labels[labels["domain"] == "target"]
+    check_counts(len(source), {"source": sizes.source}, "source", task)
+    wanted = {"target_test": sizes.target_test, "target_labeled": sizes.target_labeled,
+              "target_unlabeled": sizes.target_unlabeled}
+    check_counts(len(target), wanted, "target", task)
+    out = {"source": take_groups(source, sizes.source, shuffled_groups(source, rng))[0]}
+    order = shuffled_groups(target, rng)
+    for name, count in wanted.items():
+        out[name], order = take_groups(target, count, order)
+    labeled = out.pop("target_labeled")
+    n_val = int(round(val_fraction * len(labeled)))
+    labeled_groups = labeled["group"].drop_duplicates().tolist()  # already in shuffled order
+    out["target_val"], rest = take_groups(labeled, n_val, labeled_groups)
+    out["target_train"] = labeled[labeled["group"].isin(rest)]
+    out["target_unlabeled"] = out["target_unlabeled"].drop(columns=["raw", "label"])
+    return {name: out[name].reset_index(drop=True) for name in SPLITS}
+
+
+def fit_scaling(labels: pd.Series, kind: str) -> dict:
+    """Affine map scaled = (label - offset) / scale; minmax sends the training range to [0.1, 0.9]."""
+    if kind == "none":
+        return {"offset": 0.0, "scale": 1.0}
+    low, high = float(labels.min()), float(labels.max())
+    spread = (high - low) or 1.0
+    scale = spread / (HIGH - LOW)
+    return {"offset": low - LOW * scale, "scale": scale}
+
+
+def scaling(splits: dict[str, pd.DataFrame], kind: str, units: dict) -> dict:
+    """Per-domain scaling fitted on training labels only (source; target_train), plus units."""
+    return {
+        "source": fit_scaling(splits["source"]["label"], kind),
+        "target": fit_scaling(splits["target_train"]["label"], kind),
+        **units,
+    }

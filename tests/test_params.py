@@ -1,0 +1,102 @@
+"""Typed params: the profiles load, and mistakes fail at load time naming the key."""
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dareg import params, profile
+from dareg.params import ParamsError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def with_profile(name: str, tmp_path: Path) -> params.Params:
+    """params.yaml with profiles/<name>.yaml applied, as `make profile` does."""
+    out = tmp_path / "params.yaml"
+    profile.apply(ROOT / "params.yaml", ROOT / "profiles" / f"{name}.yaml", out)
+    return params.load(out)
+
+
+def raw(path=ROOT / "params.yaml"):
+    return yaml.safe_load(path.read_text())
+
+
+@pytest.mark.parametrize("name", ["seeds", "tiny"])
+def test_profiles_apply_and_load(name, tmp_path):
+    p = with_profile(name, tmp_path)
+    assert set(p.regimes) >= {"no_source", "no_da", "da"}
+
+
+def test_demo_profile_loads():
+    assert params.load(ROOT / "params.yaml").wiki.source == "demo"
+
+
+def test_seeds_profile_matches_the_seeds(tmp_path):
+    """The seeds' profile: their split sizes, 128x128, full width, 10 epochs, real sources."""
+    p = with_profile("seeds", tmp_path)
+    assert (p.split.age.source, p.split.age.target_labeled, p.split.age.target_unlabeled,
+            p.split.age.target_test) == (3480, 870, 2610, 4000)
+    assert (p.split.popularity.source, p.split.popularity.target_labeled,
+            p.split.popularity.target_unlabeled, p.split.popularity.target_test) == (9977, 1440, 5500, 5500)
+    assert (p.cache.image_size, p.model.width, p.train.epochs, p.train.lr) == (128, 1.0, 10, 1e-5)
+    assert (p.wiki.source, p.reddit.source, p.flickr.source) == ("url", "api", "api")
+    assert p.regimes["da"].batch == {"source": 8, "target_labeled": 2, "target_unlabeled": 6}
+    assert p.regimes["da"].weights == {"mse": 1.0, "mmd": 1000.0, "smoothing": 100.0}
+
+
+def test_seeds_split_sizes_are_consistent_with_the_datasets(tmp_path):
+    """Age: 870 + 4000 labeled male faces, 2610 unlabeled; popularity: 1440 + 5500 + 5500 = 12440."""
+    p = with_profile("seeds", tmp_path).split
+    assert p.age.target_labeled + p.age.target_test == 4870
+    pop = p.popularity
+    assert pop.target_labeled + pop.target_test + pop.target_unlabeled == 12440
+
+
+def test_unknown_key_is_named():
+    data = raw()
+    data["train"]["epoch"] = 3
+    with pytest.raises(ParamsError, match="train: unknown key 'epoch'"):
+        params.parse(data)
+
+
+def test_missing_key_is_named():
+    data = raw()
+    del data["cache"]["image_size"]
+    with pytest.raises(ParamsError, match="cache: missing key 'image_size'"):
+        params.parse(data)
+
+
+def test_float_written_as_yaml_string_is_explained(tmp_path):
+    text = (ROOT / "params.yaml").read_text().replace("lr: 1.0e-3", "lr: 1e-3")
+    (tmp_path / "params.yaml").write_text(text)
+    with pytest.raises(ParamsError, match="train.lr: '1e-3' is a string"):
+        params.load(tmp_path / "params.yaml")
+
+
+def test_bad_choice_lists_the_options():
+    data = raw()
+    data["wiki"]["source"] = "ftp"
+    with pytest.raises(ParamsError, match=r"wiki.source: 'ftp' is not one of \['demo', 'url', 'path'\]"):
+        params.parse(data)
+
+
+def test_regime_with_unknown_stream_or_term_fails():
+    data = raw()
+    data["regimes"]["mine"] = {"batch": {"sauce": 8}, "weights": {"mse": 1.0}}
+    with pytest.raises(ParamsError, match="regimes.mine.*'sauce'"):
+        params.parse(data)
+    data["regimes"]["mine"] = {"batch": {"source": 8}, "weights": {"mse": 1.0, "mmd": 1.0}}
+    with pytest.raises(ParamsError, match="regimes.mine.*need at least 2 source and 2 target"):
+        params.parse(data)
+
+
+def test_missing_file_says_where_to_run(tmp_path):
+    with pytest.raises(ParamsError, match="run from the repository root"):
+        params.load(tmp_path / "params.yaml")
+
+
+def test_profile_with_a_misspelled_key_fails(tmp_path):
+    overlay = tmp_path / "bad.yaml"
+    overlay.write_text("train:\n  epoch: 3\n")
+    with pytest.raises(ParamsError, match="'train.epoch' is not in params.yaml"):
+        profile.apply(ROOT / "params.yaml", overlay, tmp_path / "out.yaml")

@@ -1,0 +1,119 @@
+"""The training loop: regimes are data, labels stay out of unlabeled streams, runs are repeatable."""
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dareg import params, train
+from dareg.data import Split
+from dareg.models import Singh7, build_model
+from dareg.params import ParamsError, Regime
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def p():
+    base = params.load(ROOT / "params.yaml")
+    return replace(base, model=replace(base.model, width=0.125, dropout=0.0),
+                   train=replace(base.train, epochs=2, steps_per_epoch=3, device="cpu"))
+
+
+def fake_split(n, seed, labeled=True):
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 255, (n, SIZE, SIZE, 3), dtype=np.uint8)
+    return Split(images, rng.random(n, dtype=np.float32) if labeled else None)
+
+
+def splits(source_seed=1):
+    return {"source": fake_split(20, source_seed), "target_train": fake_split(12, 2),
+            "target_unlabeled": fake_split(10, 3, labeled=False), "target_val": fake_split(6, 4)}
+
+
+def run(p, regime, data, log=None):
+    torch.manual_seed(0)
+    model = build_model(p.model, SIZE)
+    best = train.fit(model, data, regime, p.train, p.losses, validate=lambda m: 1.0,
+                     log=log or (lambda epoch, values: None))
+    return model, best
+
+
+def weights(model):
+    return torch.cat([t.flatten() for t in model.state_dict().values()])
+
+
+def test_no_source_never_sees_source_images(p):
+    """Under no_source the weights are identical whatever the source split holds."""
+    a, _ = run(p, p.regimes["no_source"], splits(source_seed=1))
+    b, _ = run(p, p.regimes["no_source"], splits(source_seed=99))
+    assert torch.equal(weights(a), weights(b))
+
+
+def test_source_matters_when_the_regime_draws_it(p):
+    a, _ = run(p, p.regimes["no_da"], splits(source_seed=1))
+    b, _ = run(p, p.regimes["no_da"], splits(source_seed=99))
+    assert not torch.equal(weights(a), weights(b))
+
+
+def test_runs_are_deterministic_on_cpu(p):
+    a, _ = run(p, p.regimes["da"], splits())
+    b, _ = run(p, p.regimes["da"], splits())
+    assert torch.equal(weights(a), weights(b))
+
+
+def test_every_regime_takes_the_same_number_of_steps(p, monkeypatch):
+    steps = []
+    original = torch.optim.Adam.step
+    monkeypatch.setattr(torch.optim.Adam, "step", lambda self, *a, **k: (steps.append(1), original(self, *a, **k))[1])
+    for name in ("no_source", "no_da", "da"):
+        steps.clear()
+        run(p, p.regimes[name], splits())
+        assert len(steps) == p.train.epochs * p.train.steps_per_epoch, name
+
+
+def test_a_regime_defined_only_in_params_runs(p):
+    """A fourth regime (MMD without smoothing, half the source) needs no code change."""
+    raw = params.yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["regimes"]["mmd_only"] = {"batch": {"source": 4, "target_labeled": 4, "target_unlabeled": 4},
+                                  "weights": {"mse": 1.0, "mmd": 10.0}}
+    regime = params.parse(raw).regimes["mmd_only"]
+    logged = []
+    run(p, regime, splits(), log=lambda epoch, values: logged.append(values))
+    assert len(logged) == p.train.epochs
+    assert {"train/mse", "train/mmd", "train/total", "val/mae", "lr"} <= set(logged[0])
+    assert "train/smoothing" not in logged[0]
+
+
+def test_unlabeled_stream_carries_no_labels_into_the_loss(p):
+    """The squared error covers source and target_labeled only, even if unlabeled had labels."""
+    regime = p.regimes["da"]
+    model = Singh7(0.125, 0.0, SIZE).eval()
+    data = splits()
+    batch = {name: (torch.randn(n, 3, SIZE, SIZE), torch.rand(n)) for name, n in regime.batch.items()}
+    terms = train.loss_terms(model, batch, regime, p.losses)
+    pred, _ = model(torch.cat([batch[n][0] for n in regime.batch]))
+    labeled = pred[:regime.batch["source"] + regime.batch["target_labeled"]]
+    truth = torch.cat([batch["source"][1], batch["target_labeled"][1]])
+    assert float(terms["mse"].detach()) == pytest.approx(float(((labeled - truth) ** 2).mean().detach()), rel=1e-6)
+    assert set(terms) == {"mse", "mmd", "smoothing"}
+    assert data["target_unlabeled"].labels is None
+
+
+def test_gradients_of_alignment_terms_reach_the_convolutions(p):
+    model = Singh7(0.125, 0.0, SIZE)
+    regime = Regime(batch={"source": 4, "target_unlabeled": 4, "target_labeled": 0},
+                    weights={"mse": 0.0, "mmd": 1.0, "smoothing": 1.0})
+    batch = {"source": (torch.randn(4, 3, SIZE, SIZE), torch.rand(4)),
+             "target_unlabeled": (torch.randn(4, 3, SIZE, SIZE) + 1, None)}
+    terms = train.loss_terms(model, batch, regime, p.losses)
+    (terms["mmd"] + terms["smoothing"]).backward()
+    first_conv = model.features[0].weight.grad
+    assert first_conv is not None and float(first_conv.abs().sum()) > 0
+
+
+def test_image_size_must_suit_six_pools():
+    with pytest.raises(ParamsError, match="cache.image_size: 48 must be a multiple of 64"):
+        Singh7(0.25, 0.0, 48)
