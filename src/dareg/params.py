@@ -64,6 +64,7 @@ class Download:
     connect_timeout: float
     read_timeout: float
     retries: int
+    backoff: float
     max_bytes: int
 
 
@@ -133,6 +134,15 @@ class Train:
     device: Literal["auto", "cpu", "cuda"]
 
 
+@dataclass(frozen=True)
+class Losses:
+    """How the kernel of the MMD and smoothing terms is built."""
+
+    bandwidth: Literal["median", "feature_dim"]
+    scales: list[float]
+    mmd_estimator: Literal["unbiased", "biased"]
+
+
 STREAMS = ("source", "target_labeled", "target_unlabeled")
 LOSS_TERMS = ("mse", "mmd", "smoothing")
 
@@ -154,6 +164,10 @@ class Regime:
         labeled = self.batch.get("source", 0) + self.batch.get("target_labeled", 0)
         if labeled <= 0:
             raise ParamsError("a regime must draw labeled images (source or target_labeled)")
+        wants_domains = any(self.weights.get(k) for k in ("mmd", "smoothing"))
+        target = self.batch.get("target_labeled", 0) + self.batch.get("target_unlabeled", 0)
+        if wants_domains and (self.batch.get("source", 0) < 2 or target < 2):
+            raise ParamsError("mmd and smoothing need at least 2 source and 2 target images a batch")
 
 
 @dataclass(frozen=True)
@@ -168,6 +182,7 @@ class Params:
     cache: Cache
     model: Model
     train: Train
+    losses: Losses
     regimes: dict[str, Regime]
 
 

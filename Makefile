@@ -1,0 +1,35 @@
+# The README's two commands: `make demo` (whole pipeline on the offline demo) and `make test`.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(CURDIR)/$(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+export PATH := $(BIN):$(PATH)
+export DVC_NO_ANALYTICS := 1
+
+.PHONY: setup demo test profile clean-venv
+
+setup: $(STAMP)
+
+# pip takes torch 2.14.1 / torchvision 0.29.1 from this machine's local wheels (see README).
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+demo: setup
+	dvc repro
+	dvc metrics show metrics/age metrics/popularity
+	@cat metrics/summary.md
+
+test: setup
+	python -m pytest
+
+# make profile PROFILE=seeds : rewrite params.yaml with profiles/$(PROFILE).yaml (git checkout params.yaml undoes it)
+profile: setup
+	python -m dareg.profile profiles/$(PROFILE).yaml
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,240 @@
+"""The one image downloader behind both scrapers: retries, limits, full decode, dedupe, atomic files.
+
+Every item ends with exactly one outcome from OUTCOMES. A file is written (atomically) only for `ok`;
+its name is the item's id, checked against SAFE_ID, plus the extension of the decoded format, so
+nothing a server sends can choose where a file goes. Identical bytes under several ids keep the
+first id in input order (not completion order) and count the rest as `duplicate`.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+import random
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, replace
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import requests
+from PIL import Image, UnidentifiedImageError
+from requests.adapters import HTTPAdapter
+from tqdm import tqdm
+from urllib3.exceptions import ReadTimeoutError
+
+from dareg import io as atomic
+from dareg.params import Download
+
+OUTCOMES = ("ok", "duplicate", "not_found", "not_image", "too_large", "corrupt", "timeout", "error")
+SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+MAX_RETRY_AFTER_S = 120.0
+EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "WEBP": ".webp"}
+CHUNK = 65536
+
+
+@dataclass(frozen=True)
+class Item:
+    """One image to fetch: the id that names its file, and where it lives."""
+
+    id: str
+    url: str
+
+
+@dataclass(frozen=True)
+class Result:
+    """What became of one item: an outcome from OUTCOMES, the file name (ok only), and why."""
+
+    id: str
+    url: str
+    outcome: str
+    file: str | None = None
+    sha256: str | None = None
+    detail: str = ""
+
+
+class Failed(Exception):
+    """An attempt that ends the item with `outcome`; `retry_after` set means it may be retried."""
+
+    def __init__(self, outcome: str, detail: str, retry_after: float | None = None):
+        super().__init__(detail)
+        self.outcome, self.detail, self.retry_after = outcome, detail, retry_after
+
+
+def make_session(pool_size: int) -> requests.Session:
+    """A pooled session that ignores proxy and CA-bundle variables (trust_env off), no auto-retry."""
+    session = requests.Session()
+    session.trust_env = False
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(pool_size, 1), max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def retry_after_seconds(value: str | None) -> float:
+    """Seconds asked by a Retry-After header (delta seconds or an HTTP date); 0 if absent or bad."""
+    if not value:
+        return 0.0
+    if value.strip().isdigit():
+        return float(value)
+    try:
+        return max(parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _check_response(response: requests.Response, max_bytes: int) -> None:
+    """Raise Failed for a status, Content-Type or Content-Length that rules the body out."""
+    status = response.status_code
+    if status in RETRY_STATUSES:
+        raise Failed("error", f"HTTP {status}", retry_after_seconds(response.headers.get("Retry-After")))
+    if status in (404, 410):
+        raise Failed("not_found", f"HTTP {status}")
+    if status != 200:
+        raise Failed("error", f"HTTP {status}")
+    kind = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if kind and not kind.startswith("image/") and kind != "application/octet-stream":
+        raise Failed("not_image", f"Content-Type {kind}")
+    if int(response.headers.get("Content-Length") or 0) > max_bytes:
+        raise Failed("too_large", f"Content-Length over {max_bytes} bytes")
+
+
+def fetch_once(session: requests.Session, url: str, config: Download) -> bytes:
+    """One GET of `url`, streamed and cut off past config.max_bytes; raises Failed."""
+    try:
+        with session.get(url, stream=True, timeout=(config.connect_timeout, config.read_timeout)) as response:
+            _check_response(response, config.max_bytes)
+            body = bytearray()
+            for chunk in response.iter_content(CHUNK):
+                body += chunk
+                if len(body) > config.max_bytes:
+                    raise Failed("too_large", f"body over {config.max_bytes} bytes")
+            return bytes(body)
+    except requests.Timeout as err:
+        raise Failed("timeout", type(err).__name__, retry_after=0.0) from None
+    except requests.ConnectionError as err:
+        timed_out = bool(err.args) and isinstance(err.args[0], ReadTimeoutError)
+        raise Failed("timeout" if timed_out else "error", type(err).__name__, retry_after=0.0) from None
+    except requests.RequestException as err:
+        raise Failed("error", type(err).__name__) from None
+
+
+def fetch(session: requests.Session, url: str, config: Download, slot: threading.Semaphore) -> bytes:
+    """GET with up to config.retries retries: exponential backoff with full jitter, or Retry-After."""
+    for attempt in itertools.count():
+        try:
+            with slot:  # the per-host limit; released while waiting to retry
+                return fetch_once(session, url, config)
+        except Failed as failure:
+            if failure.retry_after is None or attempt >= config.retries:
+                raise
+            backoff = random.uniform(0, config.backoff * 2**attempt)
+            time.sleep(min(max(failure.retry_after, backoff), MAX_RETRY_AFTER_S))
+
+
+def image_extension(data: bytes) -> str:
+    """Fully decode `data` (load(), which catches truncation that verify() misses); its extension."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            limit = Image.MAX_IMAGE_PIXELS
+            if limit and image.width * image.height > limit:
+                raise Failed("too_large", f"{image.width}x{image.height} pixels, over {limit}")
+            if image.format not in EXTENSIONS:
+                raise Failed("not_image", f"unsupported format {image.format}")
+            image.load()
+            return EXTENSIONS[image.format]
+    except UnidentifiedImageError:
+        raise Failed("not_image", "not a recognised image") from None
+    except Image.DecompressionBombError as err:
+        raise Failed("too_large", str(err)) from None
+    except (OSError, SyntaxError, ValueError) as err:
+        raise Failed("corrupt", str(err)[:200]) from None
+
+
+def download_one(session: requests.Session, item: Item, folder: Path, config: Download,
+                 slot: threading.Semaphore) -> Result:
+    """Fetch, check and atomically write one item; never raises for a bad item."""
+    if not SAFE_ID.match(item.id):
+        return Result(item.id, item.url, "error", detail="unsafe id (allowed: letters, digits, _ and -)")
+    if urlsplit(item.url).scheme not in ("http", "https"):
+        return Result(item.id, item.url, "error", detail="not an http(s) URL")
+    try:
+        data = fetch(session, item.url, config, slot)
+        name = item.id + image_extension(data)
+    except Failed as failure:
+        return Result(item.id, item.url, failure.outcome, detail=failure.detail)
+    atomic.write_bytes(folder / name, data)
+    return Result(item.id, item.url, "ok", file=name, sha256=hashlib.sha256(data).hexdigest())
+
+
+def drop_duplicates(results: list[Result], folder: Path) -> list[Result]:
+    """Keep the first of each id and of each sha256 in input order; delete the later files."""
+    first_by_hash, seen_ids, kept = {}, set(), []
+    for result in results:
+        if result.id in seen_ids:
+            result = replace(result, outcome="duplicate", detail="repeated id")
+        elif result.outcome == "ok" and result.sha256 in first_by_hash:
+            (folder / result.file).unlink(missing_ok=True)
+            result = replace(result, outcome="duplicate", file=None,
+                             detail=f"same bytes as {first_by_hash[result.sha256]}")
+        elif result.outcome == "ok":
+            first_by_hash[result.sha256] = result.id
+        seen_ids.add(result.id)
+        kept.append(result)
+    return kept
+
+
+def download_all(items: list[Item], folder: str | Path, config: Download,
+                 session: requests.Session | None = None, desc: str = "images") -> list[Result]:
+    """Download `items` into `folder` with config.workers threads, at most config.per_host per host.
+
+    Returns one Result per item, in input order. Items repeating an earlier id are not fetched.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    session = session or make_session(config.workers)
+    slots = {host: threading.Semaphore(config.per_host) for host in {urlsplit(i.url).netloc for i in items}}
+    first_of_id: dict[str, Item] = {}
+    for item in items:
+        first_of_id.setdefault(item.id, item)
+    unique = list(first_of_id.values())
+    by_id: dict[str, Result] = {}
+    with ThreadPoolExecutor(max_workers=config.workers) as pool, \
+            tqdm(total=len(unique), desc=desc, unit="img", mininterval=1.0) as bar:
+        futures = [pool.submit(download_one, session, item, folder, config,
+                               slots[urlsplit(item.url).netloc]) for item in unique]
+        for future in as_completed(futures):
+            result = future.result()
+            by_id[result.id] = result
+            bar.update()
+    return drop_duplicates([by_id[item.id] for item in items], folder)
+
+
+def count_outcomes(results: list[Result]) -> dict[str, int]:
+    """Results counted by outcome, every outcome listed (zeros included), in OUTCOMES order."""
+    counts = dict.fromkeys(OUTCOMES, 0)
+    for result in results:
+        counts[result.outcome] += 1
+    return counts
+
+
+def utc_now_iso() -> str:
+    """The current time as ISO 8601 UTC to the second, e.g. 2026-11-23T11:00:00Z."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def kept_rows(rows: list[dict], results: list[Result], subdir: str) -> list[dict]:
+    """Rows whose image came out `ok`, each with `file` set to subdir/<file name>; input order."""
+    files = {result.id: result.file for result in results if result.outcome == "ok"}
+    return [{**row, "file": f"{subdir}/{files[row['id']]}"} for row in rows if row["id"] in files]
+
+
+def scrape_metrics(listed: int, skipped: dict[str, int], results: list[Result]) -> dict:
+    """The metrics a scrape stage reports: listed, skipped by reason, outcomes, kept."""
+    outcomes = count_outcomes(results)
+    return {"listed": listed, "skipped": dict(sorted(skipped.items())),
+            "downloaded": len(results), "outcomes": outcomes, "kept": outcomes["ok"]}

@@ -1,0 +1,232 @@
+"""Getting IMDB-WIKI's raw files: resumable download, safe tar extraction, linking a local copy.
+
+The only part of the wiki pipeline that touches the network.
+"""
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+import shutil
+import tarfile
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
+from typing import Iterator
+from urllib.parse import urlsplit
+
+import requests
+from tqdm import tqdm
+
+from dareg.errors import DataError
+
+TIMEOUT = (10.0, 60.0)  # (connect, read) seconds
+
+
+def _session(url: str) -> requests.Session:
+    """A session that ignores the environment (REQUESTS_CA_BUNDLE would override `verify`).
+
+    Proxies from the environment still apply to remote hosts (honouring NO_PROXY), never to
+    loopback.
+    """
+    session = requests.Session()
+    session.trust_env = False
+    host = urlsplit(url).hostname or ""
+    if host != "localhost" and not (_is_ip(host) and ipaddress.ip_address(host).is_loopback):
+        session.proxies = requests.utils.get_environ_proxies(url)
+    return session
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def download(url: str, dest: Path, *, sha256: str = "", chunk: int = 1 << 20) -> Path:
+    """Download `url` to `dest`, resuming from `dest`.part; check `sha256` if given; return `dest`.
+
+    An existing `dest` (matching `sha256`, when given) is reused. A server that ignores the Range
+    request (200 instead of 206) is downloaded from the start. The file appears at `dest` only
+    complete (and verified), by a rename.
+    """
+    dest = Path(dest)
+    if dest.is_file() and (not sha256 or _sha256(dest) == sha256.strip().lower()):
+        return dest
+    part = dest.with_suffix(dest.suffix + ".part")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with _session(url) as session:
+        try:
+            _fetch_to(session, url, part, chunk)
+        except requests.RequestException as err:
+            raise DataError(f"{url}: download failed ({err}); check the URL and the network, then "
+                            f"run again (the partial file {part} is resumed)") from None
+    if sha256:
+        _check_sha256(url, part, sha256)
+    os.replace(part, dest)
+    return dest
+
+
+def _fetch_to(session: requests.Session, url: str, part: Path, chunk: int) -> None:
+    """Append the missing bytes of `url` to `part`, starting over if the server cannot resume."""
+    have = part.stat().st_size if part.exists() else 0
+    headers = {"Range": f"bytes={have}-"} if have else {}
+    with session.get(url, headers=headers, stream=True, timeout=TIMEOUT) as response:
+        if response.status_code == 416 and _complete(response, have):
+            return
+        if response.status_code == 416:  # the partial file is longer than the file: start over
+            part.unlink()
+            return _fetch_to(session, url, part, chunk)
+        if response.status_code not in (200, 206):
+            raise DataError(f"{url}: HTTP {response.status_code} {response.reason}; check the URL")
+        resumed = response.status_code == 206
+        if resumed and not response.headers.get("Content-Range", "").startswith(f"bytes {have}-"):
+            raise DataError(f"{url}: asked for bytes from {have}, the server sent "
+                            f"{response.headers.get('Content-Range')!r}; delete {part} and retry")
+        size = int(response.headers.get("Content-Length", 0)) or None
+        with open(part, "ab" if resumed else "wb") as out, tqdm(
+                total=size and size + (have if resumed else 0), initial=have if resumed else 0,
+                unit="B", unit_scale=True, desc=part.name.removesuffix(".part"),
+                disable=None) as bar:
+            for block in response.iter_content(chunk_size=chunk):
+                out.write(block)
+                bar.update(len(block))
+
+
+def _complete(response: requests.Response, have: int) -> bool:
+    """Whether a 416 answer says the partial file already holds every byte (`bytes */<size>`)."""
+    return response.headers.get("Content-Range", "") == f"bytes */{have}"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_sha256(url: str, path: Path, expected: str) -> None:
+    actual = _sha256(path)
+    if actual != expected.strip().lower():
+        path.unlink()
+        raise DataError(f"{url}: sha256 {actual} does not match the expected {expected}; the "
+                        "download was deleted: run again, or correct wiki.sha256 if the file "
+                        "changed")
+
+
+@contextmanager
+def _replacing(dest: Path) -> Iterator[Path]:
+    """Yield an empty folder beside `dest`; on success it replaces `dest` by a rename."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    try:
+        yield tmp
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _refuse(tar_path: Path, member: str, why: str) -> DataError:
+    return DataError(f"{tar_path}: member {member!r} {why}; refusing to extract an unsafe archive, "
+                     "fetch it again from a trusted source")
+
+
+def _relative_parts(name: str, tar_path: Path, member: str) -> tuple[str, ...]:
+    """The parts of `name`, which must be relative and free of `..`."""
+    path = PurePosixPath(name)
+    if path.is_absolute() or ".." in path.parts:
+        raise _refuse(tar_path, member, "points outside the target folder")
+    return path.parts
+
+
+def _under_top(parts: tuple[str, ...], strip: str, tar_path: Path, member: str) -> tuple[str, ...]:
+    """`parts` without the top folder `strip`, which they must start with."""
+    if not strip:
+        return parts
+    if not parts or parts[0] != strip:
+        raise DataError(f"{tar_path}: member {member!r} is not under {strip}/; expected "
+                        f"IMDB-WIKI's layout ({strip}/wiki.mat, {strip}/00/...)")
+    return parts[1:]
+
+
+def _link_target(member: tarfile.TarInfo, parts: tuple[str, ...], strip: str,
+                 tar_path: Path) -> str:
+    """The link target of `member` after stripping; refused if it leaves the target folder."""
+    if member.islnk():  # hard links name their target from the archive's root
+        target = _relative_parts(member.linkname, tar_path, member.name)
+        return str(PurePosixPath(*_under_top(target, strip, tar_path, member.name)))
+    resolved = os.path.normpath(PurePosixPath(*parts).parent / member.linkname)
+    if os.path.isabs(resolved) or resolved.split("/")[0] == "..":
+        raise _refuse(tar_path, member.name, f"links to {member.linkname!r}, outside the target")
+    return member.linkname
+
+
+def _stripped(member: tarfile.TarInfo, strip: str, tar_path: Path) -> tarfile.TarInfo | None:
+    """`member`, checked safe, renamed without the top folder `strip` (None for that folder)."""
+    parts = _relative_parts(member.name, tar_path, member.name)
+    parts = _under_top(parts, strip, tar_path, member.name)
+    if not parts:
+        return None
+    if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
+        raise _refuse(tar_path, member.name, "is a device or a fifo")
+    linkname = _link_target(member, parts, strip, tar_path) if member.linkname else ""
+    return member.replace(name=str(PurePosixPath(*parts)), linkname=linkname, deep=False)
+
+
+def extract_tar(tar_path: Path, dest_folder: Path, strip: str = "wiki_crop") -> Path:
+    """Extract `tar_path` into `dest_folder` without its top folder `strip`; return `dest_folder`.
+
+    Refuses absolute names, `..` components, links pointing outside the target, devices (a
+    DataError naming the member). Extracts beside `dest_folder` and renames, so a folder that
+    exists is complete.
+    """
+    tar_path = Path(tar_path)
+    try:
+        with tarfile.open(tar_path) as tar, _replacing(Path(dest_folder)) as tmp:
+            for member in tar:
+                renamed = _stripped(member, strip, tar_path)
+                if renamed is not None:
+                    tar.extract(renamed, tmp, filter="data")
+    except (tarfile.TarError, EOFError) as err:
+        raise DataError(f"{tar_path}: not a readable tar archive ({err}); delete it and fetch "
+                        "it again") from None
+    return Path(dest_folder)
+
+
+def link_or_copy_folder(src: Path, dest: Path) -> Path:
+    """Give `dest` the files of folder `src`: hard links where the filesystem allows, else copies.
+
+    DVC must own the stage's output (it deletes and caches it), so the user's folder is not used
+    in place; hard links make the 800 MB of wiki_crop appear at no cost in space or time, and DVC
+    replaces output files rather than writing into them, so the user's copies are never changed.
+    """
+    src = Path(src)
+    with _replacing(Path(dest)) as tmp:
+        for folder, _, files in os.walk(src):
+            relative = Path(folder).relative_to(src)
+            (tmp / relative).mkdir(exist_ok=True)
+            for name in files:
+                _link_or_copy(Path(folder) / name, tmp / relative / name)
+    return Path(dest)
+
+
+def _link_or_copy(src: Path, dest: Path) -> None:
+    try:
+        os.link(src, dest)
+    except OSError:  # another filesystem, or links not permitted
+        shutil.copy2(src, dest)
+
+
+def check_wiki_folder(folder: Path) -> None:
+    """Raise a DataError unless `folder` holds wiki.mat or imdb.mat at its top."""
+    folder = Path(folder)
+    if not any((folder / name).is_file() for name in ("wiki.mat", "imdb.mat")):
+        found = sorted(p.name for p in folder.iterdir())[:5] if folder.is_dir() else []
+        raise DataError(f"{folder}: no wiki.mat at the top (found {found}); expected the contents "
+                        "of IMDB-WIKI's wiki_crop (wiki.mat and folders 00 to 99)")

@@ -1,0 +1,149 @@
+"""Flickr scraper: flickrapi 2.4.0 photos.search over an upload window -> downloads -> photos.csv rows.
+
+Flickr answers at most 4,000 results a query (later pages repeat), so the window is halved until
+each slice's total fits; pages are walked by hand (flickrapi's walk() breaks on Python >= 3.9).
+Credentials arrive as arguments and are handed to flickrapi only; nothing here logs or writes them.
+"""
+from __future__ import annotations
+
+import calendar
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import flickrapi
+import pandas as pd
+import requests
+
+from dareg import download
+from dareg.errors import DataError
+from dareg.params import Download
+
+CSV_COLUMNS = ["id", "owner", "views", "date_upload", "scraped_at", "url", "file"]
+SEARCH_CAP = 4000
+PHOTO_ID = re.compile(r"^\d{1,20}$")
+AUTH_CODES = {"96", "97", "98", "100"}  # bad signature, missing signature, bad login, bad key
+
+
+@dataclass(frozen=True)
+class Search:
+    """One photos.search: the inclusive upload window (unix seconds) and the filters."""
+
+    min_upload: int
+    max_upload: int
+    text: str
+    tags: str
+    license: str
+    content_type: int
+    url_size: str
+    per_page: int
+    max_photos: int
+    result_cap: int = SEARCH_CAP
+
+
+def parse_date(value: str | int, key: str) -> int:
+    """Unix seconds from unix seconds, 'YYYY-MM-DD' or 'YYYY-MM-DD HH:MM:SS' (UTC); `key` names it."""
+    text = str(value).strip()
+    if text.isdigit():
+        return int(text)
+    for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d"):
+        try:
+            return calendar.timegm(time.strptime(text, fmt))
+        except ValueError:
+            continue
+    raise DataError(f"{key}: {value!r} is not a date; write YYYY-MM-DD, YYYY-MM-DD HH:MM:SS or unix seconds")
+
+
+def connect(api_key: str, api_secret: str, rest_url: str, session: requests.Session,
+            timeout: float) -> flickrapi.FlickrAPI:
+    """A flickrapi client that signs every call, keeps no token file and uses `session`."""
+    flickr = flickrapi.FlickrAPI(api_key, api_secret, format="parsed-json", store_token=False,
+                                 timeout=timeout)
+    flickr.REST_URL = rest_url  # a class attribute of FlickrAPI; set per instance
+    flickr.flickr_oauth.session = session  # else one class-wide Session that trusts proxy variables
+    return flickr
+
+
+class Pacer:
+    """Spaces calls at least 1 / per_second seconds apart (Flickr allows 3,600 calls an hour)."""
+
+    def __init__(self, per_second: float):
+        self.interval, self.last = 1.0 / per_second, float("-inf")
+
+    def wait(self) -> None:
+        time.sleep(max(self.last + self.interval - time.monotonic(), 0.0))
+        self.last = time.monotonic()
+
+
+def search_page(flickr: flickrapi.FlickrAPI, search: Search, low: int, high: int, page: int,
+                pacer: Pacer) -> dict:
+    """One page of photos uploaded in [low, high]: Flickr's `photos` object (page, pages, total...)."""
+    pacer.wait()
+    try:
+        answer = flickr.photos.search(
+            min_upload_date=low, max_upload_date=high, page=page, per_page=search.per_page,
+            text=search.text or None, tags=search.tags or None, license=search.license or None,
+            content_type=search.content_type, sort="date-posted-asc",
+            extras=f"views,date_upload,owner_name,url_{search.url_size}")
+    except flickrapi.exceptions.FlickrError as err:
+        hint = ("check FLICKR_API_KEY and FLICKR_API_SECRET" if str(err.code) in AUTH_CODES
+                else "check the flickr params and flickr.rest_url")
+        raise DataError(f"Flickr photos.search failed ({err}); {hint}") from None
+    except requests.RequestException as err:
+        raise DataError(f"Flickr unreachable ({type(err).__name__}); check flickr.rest_url") from None
+    return answer["photos"]
+
+
+def window_photos(flickr: flickrapi.FlickrAPI, search: Search, low: int, high: int,
+                  pacer: Pacer) -> Iterator[dict]:
+    """Every photo uploaded in [low, high], halving the window while its total exceeds the cap."""
+    first = search_page(flickr, search, low, high, 1, pacer)
+    if int(first["total"]) > search.result_cap and high > low:
+        middle = (low + high) // 2
+        yield from window_photos(flickr, search, low, middle, pacer)
+        yield from window_photos(flickr, search, middle + 1, high, pacer)
+        return
+    yield from first["photo"]
+    reachable = min(int(first["pages"]), -(-search.result_cap // search.per_page))
+    for page in range(2, reachable + 1):
+        yield from search_page(flickr, search, low, high, page, pacer)["photo"]
+
+
+def photo_row(photo: dict, url_size: str) -> dict | str:
+    """The photos.csv fields of one listed photo, or the reason it is skipped."""
+    url = photo.get(f"url_{url_size}")
+    if not PHOTO_ID.match(str(photo.get("id", ""))):
+        return "bad_id"
+    if not url:
+        return "no_url"
+    return {"id": str(photo["id"]), "owner": photo["owner"], "views": int(photo["views"]),
+            "date_upload": int(photo["dateupload"]), "scraped_at": download.utc_now_iso(), "url": url}
+
+
+def collect(flickr: flickrapi.FlickrAPI, search: Search, pacer: Pacer) -> tuple[list[dict], Counter, int]:
+    """Up to search.max_photos rows, first of each id; skip counts by reason; photos listed."""
+    rows, skipped, seen, listed = [], Counter(), set(), 0
+    for photo in window_photos(flickr, search, search.min_upload, search.max_upload, pacer):
+        listed += 1
+        row = "repeated_id" if photo.get("id") in seen else photo_row(photo, search.url_size)
+        seen.add(photo.get("id"))
+        if isinstance(row, str):
+            skipped[row] += 1
+            continue
+        rows.append(row)
+        if len(rows) >= search.max_photos:
+            break
+    return rows, skipped, listed
+
+
+def scrape(flickr: flickrapi.FlickrAPI, search: Search, out_dir: str | Path, config: Download,
+           calls_per_second: float) -> tuple[pd.DataFrame, dict]:
+    """Search, download the images into out_dir/images; the photos.csv table and metrics."""
+    rows, skipped, listed = collect(flickr, search, Pacer(calls_per_second))
+    items = [download.Item(row["id"], row["url"]) for row in rows]
+    results = download.download_all(items, Path(out_dir) / "images", config, desc="flickr images")
+    kept = download.kept_rows(rows, results, "images")
+    return pd.DataFrame(kept, columns=CSV_COLUMNS), download.scrape_metrics(listed, dict(skipped), results)

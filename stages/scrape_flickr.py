@@ -1,0 +1,65 @@
+"""Stage scrape_flickr: photos uploaded in a window, with views -> <out>/photos.csv and <out>/images/.
+
+source: demo serves synthetic photos from a loopback stand-in of Flickr (throwaway key and secret)
+and runs the same flickrapi code against it; source: api reads FLICKR_API_KEY / FLICKR_API_SECRET.
+"""
+import argparse
+import logging
+import os
+import secrets
+from contextlib import ExitStack
+from pathlib import Path
+
+from dareg import cli, flickr, io, params
+from dareg.demo import flickr_api, social
+from dareg.download import make_session
+from dareg.errors import DataError
+
+# The stand-in is local, so the demo need not keep to Flickr's 3,600 calls an hour.
+DEMO_CALLS_PER_SECOND = 50.0
+log = logging.getLogger("scrape_flickr")
+
+
+def env_credentials(*names: str) -> list[str]:
+    """The values of environment variables `names`; a DataError naming the first one missing."""
+    missing = [name for name in names if not os.environ.get(name)]
+    if missing:
+        raise DataError(f"environment variable {missing[0]} is not set; source: api needs "
+                        f"{' and '.join(names)} (or set flickr.source: demo)")
+    return [os.environ[name] for name in names]
+
+
+def open_service(cfg: params.Flickr, window: tuple[int, int], stack: ExitStack) -> tuple[str, str, str, float]:
+    """(key, secret, REST URL, calls a second): from the environment, or a demo stand-in on `stack`."""
+    if cfg.source == "api":
+        return *env_credentials("FLICKR_API_KEY", "FLICKR_API_SECRET"), cfg.rest_url, cfg.calls_per_second
+    api_key, api_secret = secrets.token_hex(16), secrets.token_hex(8)
+    demo = social.flickr_demo(cfg.demo_photos, cfg.demo_seed, window)
+    base_url = stack.enter_context(flickr_api.flickr_server(demo, api_key, api_secret))
+    return api_key, api_secret, f"{base_url}/services/rest/", DEMO_CALLS_PER_SECOND
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", required=True, help="output folder (photos.csv, images/)")
+    parser.add_argument("--metrics", required=True, help="metrics JSON to write")
+    args = parser.parse_args()
+    config = params.load()
+    cfg = config.flickr
+    search = flickr.Search(
+        flickr.parse_date(cfg.min_upload_date, "flickr.min_upload_date"),
+        flickr.parse_date(cfg.max_upload_date, "flickr.max_upload_date"),
+        cfg.text, cfg.tags, cfg.license, cfg.content_type, cfg.url_size, cfg.per_page, cfg.max_photos)
+    with ExitStack() as stack:
+        api_key, api_secret, rest_url, calls_per_second = open_service(
+            cfg, (search.min_upload, search.max_upload), stack)
+        client = flickr.connect(api_key, api_secret, rest_url, make_session(2), config.download.read_timeout)
+        photos, metrics = flickr.scrape(client, search, args.out, config.download, calls_per_second)
+    io.write_csv(Path(args.out) / "photos.csv", photos)
+    io.write_json(args.metrics, metrics)
+    log.info("kept %d images of %d photos listed; outcomes %s", metrics["kept"], metrics["listed"],
+             metrics["outcomes"])
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,63 @@
+"""Stage scrape_reddit: Reddit posts with direct image links -> <out>/posts.csv and <out>/images/.
+
+source: demo serves synthetic posts from a loopback stand-in of Reddit (throwaway credentials) and
+runs the same praw code against it; source: api reads REDDIT_CLIENT_ID / REDDIT_CLIENT_SECRET.
+"""
+import argparse
+import logging
+import os
+import secrets
+from contextlib import ExitStack
+from pathlib import Path
+
+from dareg import cli, io, params, reddit
+from dareg.demo import reddit_api, social
+from dareg.download import make_session
+from dareg.errors import DataError
+
+# The stand-in is local: Reddit's own quota (1,000 requests per 10 minutes) would make prawcore
+# pace the demo to under 2 requests a second.
+DEMO_QUOTA = 100_000
+log = logging.getLogger("scrape_reddit")
+
+
+def env_credentials(*names: str) -> list[str]:
+    """The values of environment variables `names`; a DataError naming the first one missing."""
+    missing = [name for name in names if not os.environ.get(name)]
+    if missing:
+        raise DataError(f"environment variable {missing[0]} is not set; source: api needs "
+                        f"{' and '.join(names)} (or set reddit.source: demo)")
+    return [os.environ[name] for name in names]
+
+
+def open_service(cfg: params.Reddit, stack: ExitStack) -> tuple[str, str, str | None]:
+    """(client id, secret, base URL): from the environment, or a demo stand-in started on `stack`."""
+    if cfg.source == "api":
+        return *env_credentials("REDDIT_CLIENT_ID", "REDDIT_CLIENT_SECRET"), cfg.base_url
+    client_id, client_secret = f"demo-{secrets.token_hex(4)}", secrets.token_urlsafe(16)
+    demo = social.reddit_demo(cfg.demo_posts, cfg.demo_seed, cfg.subreddits)
+    base_url = stack.enter_context(reddit_api.reddit_server(demo, client_id, client_secret, DEMO_QUOTA))
+    return client_id, client_secret, base_url
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", required=True, help="output folder (posts.csv, images/)")
+    parser.add_argument("--metrics", required=True, help="metrics JSON to write")
+    args = parser.parse_args()
+    config = params.load()
+    cfg = config.reddit
+    with ExitStack() as stack:
+        client_id, client_secret, base_url = open_service(cfg, stack)
+        ids = reddit.read_ids(cfg.ids_csv) if cfg.ids_csv else None
+        query = reddit.Query(cfg.subreddits, cfg.listing, cfg.time_filter, cfg.limit, ids)
+        client = reddit.connect(client_id, client_secret, cfg.user_agent, base_url, make_session(2))
+        posts, metrics = reddit.scrape(client, query, args.out, config.download)
+    io.write_csv(Path(args.out) / "posts.csv", posts)
+    io.write_json(args.metrics, metrics)
+    log.info("kept %d images of %d posts listed; outcomes %s", metrics["kept"], metrics["listed"],
+             metrics["outcomes"])
+
+
+if __name__ == "__main__":
+    cli.run(main)

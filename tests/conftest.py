@@ -1,0 +1,71 @@
+"""Shared fixtures: a copy of this repository on the tiny profile, run once with `dvc repro`."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dareg import profile
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+PROJECT_FILES = ["dvc.yaml", "params.yaml", "profiles", "stages", "src", ".gitignore", ".dvc/config",
+                 ".dvcignore", "pyproject.toml"]
+
+
+def env() -> dict:
+    """The environment stages run in: this venv first on PATH, analytics off, no credentials."""
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith(("REDDIT_", "FLICKR_")) and k != "PYTHONPATH"}
+    return {**clean, "PATH": f"{BIN}{os.pathsep}{clean['PATH']}", "DVC_NO_ANALYTICS": "1"}
+
+
+def run(args: list[str] | str, cwd: Path, check: bool = True, offline: bool = False
+        ) -> subprocess.CompletedProcess:
+    """Run a command in `cwd`; `offline` puts it in a network namespace with only loopback."""
+    if offline:
+        command = args if isinstance(args, str) else " ".join(args)
+        args = ["unshare", "--net", "--", "sh", "-c", f"ip link set lo up && {command}"]
+    result = subprocess.run(args, cwd=cwd, env=env(), capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{args} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def can_isolate_network() -> bool:
+    probe = subprocess.run(["unshare", "--net", "--", "sh", "-c", "ip link set lo up"],
+                           capture_output=True)
+    return shutil.which("unshare") is not None and probe.returncode == 0
+
+
+def copy_project(dest: Path, profile_name: str | None = "tiny") -> Path:
+    """This repository's pipeline files (no data, no lock, no metrics) in a fresh git repo,
+    with profiles/<profile_name>.yaml applied (None: the demo profile as committed)."""
+    for name in PROJECT_FILES:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        elif src.exists():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    if profile_name:
+        overlay = ROOT / "profiles" / f"{profile_name}.yaml"
+        profile.apply(dest / "params.yaml", overlay, dest / "params.yaml")
+    git = ["git", "-c", "user.name=dareg-tests", "-c", "user.email=tests@dareg.invalid"]
+    run(["git", "init", "-q"], dest)
+    run([*git, "add", "-A"], dest)
+    run([*git, "commit", "-qm", "tiny profile"], dest)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def pipeline(tmp_path_factory) -> Path:
+    """The whole DAG after `dvc repro` on the tiny profile, offline where the kernel allows it."""
+    repo = copy_project(tmp_path_factory.mktemp("pipeline"))
+    result = run("dvc repro", repo, offline=can_isolate_network())
+    (repo / "repro.log").write_text(result.stdout + result.stderr)
+    return repo

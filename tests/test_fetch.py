@@ -1,0 +1,153 @@
+"""Downloading (resume, checksum, proxies ignored on loopback) and safe extraction of wiki_crop."""
+import hashlib
+import io
+import os
+import tarfile
+
+import pytest
+import requests
+
+from dareg.demo.files import serve_folder
+from dareg.errors import DataError
+from dareg.fetch import check_wiki_folder, download, extract_tar, link_or_copy_folder
+from dareg.loopback import QuietHandler, serve
+
+DATA = bytes(range(256)) * 400  # 100 kB
+
+
+@pytest.fixture
+def served(tmp_path):
+    (tmp_path / "served").mkdir()
+    (tmp_path / "served" / "wiki_crop.tar").write_bytes(DATA)
+    with serve_folder(tmp_path / "served") as base_url:
+        yield f"{base_url}/wiki_crop.tar"
+
+
+def test_file_server_speaks_ranges_head_and_404(served):
+    """206 with Content-Range for a range, 416 past the end, no body for HEAD, 404 when absent."""
+    whole = requests.get(served)
+    assert whole.status_code == 200 and whole.content == DATA
+    part = requests.get(served, headers={"Range": "bytes=10-19"})
+    assert part.status_code == 206 and part.content == DATA[10:20]
+    assert part.headers["Content-Range"] == f"bytes 10-19/{len(DATA)}"
+    assert requests.get(served, headers={"Range": "bytes=-5"}).content == DATA[-5:]
+    bad = requests.get(served, headers={"Range": f"bytes={len(DATA)}-"})
+    assert bad.status_code == 416 and bad.headers["Content-Range"] == f"bytes */{len(DATA)}"
+    head = requests.head(served)
+    assert head.headers["Content-Length"] == str(len(DATA)) and head.content == b""
+    assert requests.get(served + ".missing").status_code == 404
+
+
+def test_download_ignores_proxy_settings_on_loopback(served, tmp_path, monkeypatch):
+    """A proxy in the environment (unreachable here) is not used for 127.0.0.1."""
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    dest = download(served, tmp_path / "out" / "wiki_crop.tar")
+    assert dest.read_bytes() == DATA and not (tmp_path / "out" / "wiki_crop.tar.part").exists()
+
+
+def test_a_finished_download_is_reused(served, tmp_path):
+    """The stage keeps tarballs outside DVC's outputs; a rerun must not fetch them again."""
+    download(served, tmp_path / "wiki_crop.tar")
+    assert download(served + ".gone", tmp_path / "wiki_crop.tar").read_bytes() == DATA
+
+
+def test_download_resumes_a_partial_file_with_a_range_request(served, tmp_path):
+    """Existing .part bytes are kept (here deliberately wrong, to prove they were not refetched)."""
+    (tmp_path / "wiki_crop.tar.part").write_bytes(b"x" * 1000)
+    assert download(served, tmp_path / "wiki_crop.tar").read_bytes() == b"x" * 1000 + DATA[1000:]
+
+
+def test_download_of_an_already_complete_part_just_renames(served, tmp_path):
+    (tmp_path / "wiki_crop.tar.part").write_bytes(DATA)
+    assert download(served, tmp_path / "wiki_crop.tar").read_bytes() == DATA
+
+
+def test_download_starts_over_when_the_server_ignores_ranges(tmp_path):
+    """A 200 answer to a Range request replaces the partial file instead of being appended."""
+    class NoRanges(QuietHandler):
+        def do_GET(self):  # noqa: N802
+            self.send_body(200, DATA, "application/x-tar")
+
+    (tmp_path / "f.tar.part").write_bytes(b"x" * 1000)
+    with serve(NoRanges) as base_url:
+        assert download(f"{base_url}/f.tar", tmp_path / "f.tar").read_bytes() == DATA
+
+
+def test_checksum_mismatch_names_url_and_hashes_and_deletes_the_download(served, tmp_path):
+    actual = hashlib.sha256(DATA).hexdigest()
+    assert download(served, tmp_path / "ok.tar", sha256=actual).read_bytes() == DATA
+    with pytest.raises(DataError, match=f"{served}: sha256 {actual} does not match the expected "
+                                        f"{'0' * 64}.*wiki.sha256"):
+        download(served, tmp_path / "bad.tar", sha256="0" * 64)
+    assert not (tmp_path / "bad.tar").exists() and not (tmp_path / "bad.tar.part").exists()
+
+
+def test_http_error_is_one_clear_error(served, tmp_path):
+    with pytest.raises(DataError, match="HTTP 404"):
+        download(served + ".missing", tmp_path / "x.tar")
+
+
+def _tar(path, members):
+    """Write a tarball of (TarInfo, bytes or None) pairs."""
+    with tarfile.open(path, "w") as tar:
+        for info, data in members:
+            info.size = len(data) if data is not None else 0
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return path
+
+
+def _file(name, data=b"data"):
+    return tarfile.TarInfo(name), data
+
+
+def _link(name, target, kind=tarfile.SYMTYPE):
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, target
+    return info, None
+
+
+def test_extract_strips_the_top_folder(tmp_path):
+    """wiki_crop/wiki.mat and wiki_crop/17/x.jpg land as dest/wiki.mat and dest/17/x.jpg."""
+    tar_path = _tar(tmp_path / "t.tar", [_file("wiki_crop/wiki.mat"), _file("wiki_crop/17/x.jpg"),
+                                         _link("wiki_crop/17/y.jpg", "x.jpg")])
+    dest = extract_tar(tar_path, tmp_path / "raw")
+    assert (dest / "wiki.mat").read_bytes() == b"data" and (dest / "17" / "y.jpg").is_file()
+    check_wiki_folder(dest)
+    assert sorted(os.listdir(tmp_path)) == ["raw", "t.tar"]  # no temporary folder left
+
+
+@pytest.mark.parametrize("member", [
+    _file("/etc/evil"),
+    _file("wiki_crop/../evil"),
+    _link("wiki_crop/17/a.jpg", "../../../evil"),
+    _link("wiki_crop/17/a.jpg", "/etc/passwd"),
+    _link("wiki_crop/17/a.jpg", "wiki_crop/../../evil", tarfile.LNKTYPE),
+], ids=["absolute", "dotdot", "symlink-outside", "symlink-absolute", "hardlink-outside"])
+def test_extract_refuses_members_leaving_the_target(tmp_path, member):
+    """Unsafe members are refused by name, and no output folder appears."""
+    tar_path = _tar(tmp_path / "t.tar", [_file("wiki_crop/wiki.mat"), member])
+    with pytest.raises(DataError, match=f"member {member[0].name!r}"):
+        extract_tar(tar_path, tmp_path / "raw")
+    assert sorted(os.listdir(tmp_path)) == ["t.tar"]
+
+
+def test_extract_refuses_an_archive_without_the_top_folder(tmp_path):
+    tar_path = _tar(tmp_path / "t.tar", [_file("imdb_crop/imdb.mat")])
+    with pytest.raises(DataError, match="not under wiki_crop/"):
+        extract_tar(tar_path, tmp_path / "raw")
+
+
+def test_link_or_copy_folder_hard_links_files(tmp_path):
+    (tmp_path / "src" / "17").mkdir(parents=True)
+    (tmp_path / "src" / "wiki.mat").write_bytes(b"mat")
+    (tmp_path / "src" / "17" / "x.jpg").write_bytes(b"jpg")
+    dest = link_or_copy_folder(tmp_path / "src", tmp_path / "raw")
+    assert (dest / "17" / "x.jpg").read_bytes() == b"jpg"
+    assert os.stat(dest / "wiki.mat").st_ino == os.stat(tmp_path / "src" / "wiki.mat").st_ino
+
+
+def test_check_wiki_folder_names_what_it_found(tmp_path):
+    (tmp_path / "other.txt").write_text("x")
+    with pytest.raises(DataError, match=r"no wiki.mat at the top \(found \['other.txt'\]\)"):
+        check_wiki_folder(tmp_path)

@@ -1,0 +1,169 @@
+"""Reading wiki.mat and the standard cleaning: exact rows and counts, and one-line errors."""
+import json
+import re
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.io
+
+from dareg import params, wiki
+from dareg.errors import DataError
+
+ROOT = Path(__file__).resolve().parents[1]
+NAN, INF = float("nan"), float("inf")
+RULES = params.CleanWiki(min_face_score=1.0, single_face=True, age_min=0, age_max=100,
+                         missing_images="drop")
+# name, dob (a date, or a raw datenum), photo_taken, gender, face_score, second_face_score
+ENTRIES = [
+    ("Zoë Müller", date(1981, 5, 5), 2009, 0.0, 4.2, NAN),       # kept, 28
+    ("José García", date(1970, 7, 1), 2000, 1.0, 1.0, NAN),      # kept, 29 (born 1 July)
+    ("No Face", date(1960, 1, 1), 2000, NAN, -INF, NAN),         # no_face (gender unknown too)
+    ("Low Score", date(1960, 1, 1), 2000, 1.0, 0.99, NAN),       # low_face_score
+    ("Two Faces", date(1960, 1, 1), 2000, 0.0, 3.0, 1.5),        # second_face
+    ("Who Knows", date(1960, 1, 1), 2000, NAN, 2.0, NAN),        # unknown_gender
+    ("Year One", 367.0 + 31, 2000, 1.0, 2.0, NAN),               # bad_dob: 0001-02-01
+    ("Not Yet Born", date(2012, 3, 1), 2010, 0.0, 2.0, NAN),     # bad_dob: after photo_taken
+    ("Very Old", date(1890, 1, 1), 2001, 1.0, 2.0, NAN),         # age_out_of_range: 111
+    ("Ørjan Ås", date(1990, 6, 30), 1990, 1.0, 2.0, NAN),        # kept, 0
+    ("Late Baby", date(1990, 7, 1), 1990, 0.0, 2.0, NAN),        # age_out_of_range: -1
+    ("No Image", date(1950, 1, 1), 2000, 1.0, 2.0, NAN),         # missing_image
+    ("", date(2000, 12, 31), 2015, 0.0, 2.0, NAN),               # kept, 14, empty name
+    ("NaN Dob", NAN, 2000, 1.0, 2.0, NAN),                       # bad_dob
+]
+KEPT = pd.DataFrame({
+    "path": ["00/100_1981-05-05_2009.jpg", "01/101_1970-07-01_2000.jpg",
+             "09/109_1990-06-30_1990.jpg", "12/112_2000-12-31_2015.jpg"],
+    "name": ["Zoë Müller", "José García", "Ørjan Ås", ""],
+    "gender": ["female", "male", "male", "female"],
+    "age": [28, 29, 0, 14],
+    "dob": ["1981-05-05", "1970-07-01", "1990-06-30", "2000-12-31"],
+    "photo_taken": [2009, 2000, 1990, 2015],
+    "face_score": [4.2, 1.0, 2.0, 2.0]})
+DROPPED = {"no_face": 1, "low_face_score": 1, "second_face": 1, "unknown_gender": 1, "bad_dob": 3,
+           "age_out_of_range": 2, "missing_image": 1}
+
+
+def _datenum(dob):
+    return float(dob.toordinal() + 366) if isinstance(dob, date) else dob
+
+
+def _cell(strings):
+    cell = np.empty((1, len(strings)), dtype=object)
+    cell[0, :] = strings
+    return cell
+
+
+def _struct(entries):
+    """The fields of IMDB-WIKI's struct, each 1xN, strings and boxes in cells, as in wiki.mat."""
+    names, dobs, taken, gender, score, second = zip(*entries)
+    paths = [f"{i % 100:02d}/{100 + i}_{d if isinstance(d, date) else '0001-02-01'}_{t}.jpg"
+             for i, (d, t) in enumerate(zip(dobs, taken))]
+    return {"dob": np.array([[_datenum(d) for d in dobs]]),
+            "photo_taken": np.array([taken], np.uint16), "full_path": _cell(paths),
+            "gender": np.array([gender]), "name": _cell(list(names)),
+            "face_location": _cell([np.array([[1.0, 2.0, 3.0, 4.0]])] * len(entries)),
+            "face_score": np.array([score]), "second_face_score": np.array([second])}
+
+
+@pytest.fixture
+def raw(tmp_path):
+    """A wiki_crop folder: wiki.mat for ENTRIES and every image except the 'No Image' one."""
+    struct = _struct(ENTRIES)
+    scipy.io.savemat(tmp_path / "wiki.mat", {"wiki": struct})
+    for path in struct["full_path"][0][[i for i, e in enumerate(ENTRIES) if e[0] != "No Image"]]:
+        (tmp_path / path).parent.mkdir(exist_ok=True)
+        (tmp_path / path).write_bytes(b"jpeg")
+    return tmp_path
+
+
+def test_clean_keeps_exactly_the_good_entries(raw):
+    kept, counts = wiki.clean(wiki.load_mat(raw / "wiki.mat"), RULES, raw)
+    pd.testing.assert_frame_equal(kept.reset_index(drop=True), KEPT)
+    assert counts["entries"] == 14 and counts["kept"] == {"female": 2, "male": 2, "total": 4}
+    assert counts["dropped"] == DROPPED
+    assert counts["dropped_by_gender"]["unknown"]["no_face"] == 1
+    assert counts["dropped_by_gender"]["male"]["bad_dob"] == 2
+    by_gender = sum(n for reasons in counts["dropped_by_gender"].values() for n in reasons.values())
+    assert by_gender == sum(DROPPED.values()) == 14 - 4
+
+
+def test_rules_follow_params(raw):
+    """Second faces allowed, no image check: those entries are kept; missing images can be fatal."""
+    lenient = params.CleanWiki(1.0, single_face=False, age_min=0, age_max=100,
+                               missing_images="drop")
+    kept, counts = wiki.clean(wiki.load_mat(raw / "wiki.mat"), lenient, None)
+    assert {"Two Faces", "No Image"} <= set(kept["name"]) and counts["kept"]["total"] == 6
+    strict = params.CleanWiki(1.0, True, 0, 100, missing_images="error")
+    with pytest.raises(DataError, match="1 images missing, e.g. '11/111_1950-01-01_2000.jpg'"):
+        wiki.clean(wiki.load_mat(raw / "wiki.mat"), strict, raw)
+
+
+def test_a_one_entry_file(tmp_path):
+    scipy.io.savemat(tmp_path / "wiki.mat", {"wiki": _struct(ENTRIES[:1])})
+    kept, counts = wiki.clean(wiki.load_mat(tmp_path / "wiki.mat"), RULES)
+    pd.testing.assert_frame_equal(kept, KEPT.iloc[:1])
+    assert counts["kept"]["total"] == 1 and counts["entries"] == 1
+
+
+def test_imdb_struct_keeps_celeb_id(tmp_path):
+    struct = {**_struct(ENTRIES[:2]), "celeb_names": _cell(["a", "b", "c"]),
+              "celeb_id": np.array([[7, 9]])}
+    scipy.io.savemat(tmp_path / "imdb.mat", {"imdb": struct})
+    assert wiki.load_mat(tmp_path / "imdb.mat")["celeb_id"].tolist() == [7, 9]
+
+
+def _broken(tmp_path, content):
+    path = tmp_path / "wiki.mat"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        scipy.io.savemat(path, content)
+    return path
+
+
+@pytest.mark.parametrize("content, message", [
+    ({"foo": np.zeros(3)}, r"no 1x1 struct 'wiki' or 'imdb' \(found \['foo'\]\)"),
+    ({"wiki": {k: v for k, v in _struct(ENTRIES).items() if k != "gender"}},
+     r"field 'gender' missing; expected .* dob, photo_taken, full_path, gender"),
+    ({"wiki": {**_struct(ENTRIES), "gender": np.zeros((1, 3))}}, "fields have different lengths"),
+    ({"wiki": {**_struct(ENTRIES), "dob": _cell(["1981-05-05"] * 14)}},
+     "field 'dob' is not numeric"),
+    (b"MATLAB 5.0 MAT-file" + b"\0" * 40, "not a readable MATLAB file .* truncated or corrupt"),
+], ids=["no-struct", "missing-field", "lengths", "text-dob", "truncated"])
+def test_bad_files_give_one_line_errors(tmp_path, content, message):
+    path = _broken(tmp_path, content)
+    with pytest.raises(DataError, match=f"{re.escape(str(path))}: {message}") as error:
+        wiki.load_mat(path)
+    assert "\n" not in str(error.value)
+
+
+def test_missing_file_says_how_to_get_it(tmp_path):
+    with pytest.raises(DataError, match="not found; run the fetch_wiki stage"):
+        wiki.load_mat(tmp_path / "wiki.mat")
+
+
+def _stage(raw, out):
+    return subprocess.run(
+        [sys.executable, "stages/clean_wiki.py", "--raw", str(raw), "--out", str(out / "clean"),
+         "--metrics", str(out / "m.json")], cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+def test_stage_writes_csvs_and_metrics(raw, tmp_path):
+    result = _stage(raw, tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    female = pd.read_csv(tmp_path / "out" / "clean" / "female.csv", keep_default_na=False)
+    assert female["name"].tolist() == ["Zoë Müller", ""] and female["age"].tolist() == [28, 14]
+    metrics = json.loads((tmp_path / "out" / "m.json").read_text(encoding="utf-8"))
+    assert metrics["dropped"] == DROPPED and metrics["kept"]["male"] == 2
+
+
+def test_stage_reports_bad_input_in_one_line(tmp_path):
+    result = _stage(tmp_path, tmp_path / "out")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "wiki.mat: not found" in result.stderr
+    assert not (tmp_path / "out").exists()
