@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 
 demo: setup
 	dvc repro
-	dvc metrics show metrics/age metrics/popularity
+	dvc metrics show $(foreach t,age popularity,$(foreach r,no_source no_da da,metrics/$(t)/$(r).json))
 	@cat metrics/summary.md
 
 test: setup

@@ -5,7 +5,6 @@ and runs the same flickrapi code against it; source: api reads FLICKR_API_KEY / 
 """
 import argparse
 import logging
-import os
 import secrets
 from contextlib import ExitStack
 from pathlib import Path
@@ -13,26 +12,16 @@ from pathlib import Path
 from dareg import cli, flickr, io, params
 from dareg.demo import flickr_api, social
 from dareg.download import make_session
-from dareg.errors import DataError
 
 # The stand-in is local, so the demo need not keep to Flickr's 3,600 calls an hour.
 DEMO_CALLS_PER_SECOND = 50.0
 log = logging.getLogger("scrape_flickr")
 
 
-def env_credentials(*names: str) -> list[str]:
-    """The values of environment variables `names`; a DataError naming the first one missing."""
-    missing = [name for name in names if not os.environ.get(name)]
-    if missing:
-        raise DataError(f"environment variable {missing[0]} is not set; source: api needs "
-                        f"{' and '.join(names)} (or set flickr.source: demo)")
-    return [os.environ[name] for name in names]
-
-
 def open_service(cfg: params.Flickr, window: tuple[int, int], stack: ExitStack) -> tuple[str, str, str, float]:
     """(key, secret, REST URL, calls a second): from the environment, or a demo stand-in on `stack`."""
     if cfg.source == "api":
-        return *env_credentials("FLICKR_API_KEY", "FLICKR_API_SECRET"), cfg.rest_url, cfg.calls_per_second
+        return *cli.env_credentials("flickr", "FLICKR_API_KEY", "FLICKR_API_SECRET"), cfg.rest_url, cfg.calls_per_second
     api_key, api_secret = secrets.token_hex(16), secrets.token_hex(8)
     demo = social.flickr_demo(cfg.demo_photos, cfg.demo_seed, window)
     base_url = stack.enter_context(flickr_api.flickr_server(demo, api_key, api_secret))

@@ -5,7 +5,6 @@ runs the same praw code against it; source: api reads REDDIT_CLIENT_ID / REDDIT_
 """
 import argparse
 import logging
-import os
 import secrets
 from contextlib import ExitStack
 from pathlib import Path
@@ -13,7 +12,6 @@ from pathlib import Path
 from dareg import cli, io, params, reddit
 from dareg.demo import reddit_api, social
 from dareg.download import make_session
-from dareg.errors import DataError
 
 # The stand-in is local: Reddit's own quota (1,000 requests per 10 minutes) would make prawcore
 # pace the demo to under 2 requests a second.
@@ -21,19 +19,10 @@ DEMO_QUOTA = 100_000
 log = logging.getLogger("scrape_reddit")
 
 
-def env_credentials(*names: str) -> list[str]:
-    """The values of environment variables `names`; a DataError naming the first one missing."""
-    missing = [name for name in names if not os.environ.get(name)]
-    if missing:
-        raise DataError(f"environment variable {missing[0]} is not set; source: api needs "
-                        f"{' and '.join(names)} (or set reddit.source: demo)")
-    return [os.environ[name] for name in names]
-
-
 def open_service(cfg: params.Reddit, stack: ExitStack) -> tuple[str, str, str | None]:
     """(client id, secret, base URL): from the environment, or a demo stand-in started on `stack`."""
     if cfg.source == "api":
-        return *env_credentials("REDDIT_CLIENT_ID", "REDDIT_CLIENT_SECRET"), cfg.base_url
+        return *cli.env_credentials("reddit", "REDDIT_CLIENT_ID", "REDDIT_CLIENT_SECRET"), cfg.base_url
     client_id, client_secret = f"demo-{secrets.token_hex(4)}", secrets.token_urlsafe(16)
     demo = social.reddit_demo(cfg.demo_posts, cfg.demo_seed, cfg.subreddits)
     base_url = stack.enter_context(reddit_api.reddit_server(demo, client_id, client_secret, DEMO_QUOTA))

@@ -32,7 +32,7 @@ def main() -> None:
               for name, domain in (("source", "source"), ("target_train", "target"),
                                    ("target_unlabeled", "target"), ("target_val", "target"))}
     image_size = splits["source"].images.shape[1]
-    model = build_model(p.model, image_size)
+    model = build_model(p.model, image_size, seed=p.train.seed)
     val = splits["target_val"]
     val_truth = unscale(val.labels, scaling["target"]) * scaling["per_label"]
     device = pick_device(p.train.device)

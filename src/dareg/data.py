@@ -50,7 +50,7 @@ def load_split(cache_dir: Path, splits_dir: Path, name: str, scaling: dict | Non
 
 def to_input(images: np.ndarray, device: torch.device) -> torch.Tensor:
     """uint8 (N, H, W, 3) to normalized float (N, 3, H, W) on `device`."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).to(device)
+    x = torch.from_numpy(np.array(images, dtype=np.uint8)).to(device)  # copy: memmaps are read-only
     x = x.permute(0, 3, 1, 2).float().div_(255.0)  # NHWC -> NCHW
     return x.sub_(INPUT_NORM["mean"]).div_(INPUT_NORM["std"])
 

@@ -120,6 +120,7 @@ class Cache:
 class Model:
     backbone: Literal["singh7"]
     width: float
+    norm: Literal["none", "batch"]
     head: Literal["sigmoid"]
     dropout: float
 
