@@ -14,12 +14,13 @@ log = logging.getLogger("clean_wiki")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--raw", type=Path, required=True, help="wiki_crop folder (wiki.mat, NN/)")
+    parser.add_argument("--raw", type=Path, required=True,
+                        help="wiki_crop folder (wiki.mat, NN/) or imdb_crop folder (imdb.mat)")
     parser.add_argument("--out", type=Path, required=True, help="folder for female.csv, male.csv")
     parser.add_argument("--metrics", type=Path, required=True, help="counts JSON to write")
     args = parser.parse_args()
     cfg = params.load().clean_wiki
-    entries = wiki.load_mat(args.raw / "wiki.mat")
+    entries = wiki.load_mat(wiki.mat_file(args.raw))
     kept, counts = wiki.clean(entries, cfg, image_root=args.raw)
     for gender in ("female", "male"):
         write_csv(args.out / f"{gender}.csv", kept[kept["gender"] == gender])

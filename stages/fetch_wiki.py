@@ -38,6 +38,7 @@ def fetch_url(cfg: params.Wiki, out: Path, downloads: Path) -> None:
 def fetch_path(cfg: params.Wiki, out: Path) -> None:
     source = Path(cfg.path).expanduser()
     if source.is_dir():
+        fetch.check_wiki_folder(source)
         fetch.link_or_copy_folder(source, out)
     elif source.is_file():
         fetch.extract_tar(source, out)

@@ -32,6 +32,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", required=True, help="output folder (photos.csv, images/)")
     parser.add_argument("--metrics", required=True, help="metrics JSON to write")
+    parser.add_argument("--store", required=True,
+                        help="download store kept between runs (not a DVC output): files/, manifest.jsonl")
     args = parser.parse_args()
     config = params.load()
     cfg = config.flickr
@@ -43,7 +45,8 @@ def main() -> None:
         api_key, api_secret, rest_url, calls_per_second = open_service(
             cfg, (search.min_upload, search.max_upload), stack)
         client = flickr.connect(api_key, api_secret, rest_url, make_session(2), config.download.read_timeout)
-        photos, metrics = flickr.scrape(client, search, args.out, config.download, calls_per_second)
+        photos, metrics = flickr.scrape(client, search, args.out, config.download, calls_per_second,
+                                        args.store)
     io.write_csv(Path(args.out) / "photos.csv", photos)
     io.write_json(args.metrics, metrics)
     log.info("kept %d images of %d photos listed; outcomes %s", metrics["kept"], metrics["listed"],

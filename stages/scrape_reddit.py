@@ -33,6 +33,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", required=True, help="output folder (posts.csv, images/)")
     parser.add_argument("--metrics", required=True, help="metrics JSON to write")
+    parser.add_argument("--store", required=True,
+                        help="download store kept between runs (not a DVC output): files/, manifest.jsonl")
     args = parser.parse_args()
     config = params.load()
     cfg = config.reddit
@@ -41,7 +43,7 @@ def main() -> None:
         ids = reddit.read_ids(cfg.ids_csv) if cfg.ids_csv else None
         query = reddit.Query(cfg.subreddits, cfg.listing, cfg.time_filter, cfg.limit, ids)
         client = reddit.connect(client_id, client_secret, cfg.user_agent, base_url, make_session(2))
-        posts, metrics = reddit.scrape(client, query, args.out, config.download)
+        posts, metrics = reddit.scrape(client, query, args.out, config.download, args.store)
     io.write_csv(Path(args.out) / "posts.csv", posts)
     io.write_json(args.metrics, metrics)
     log.info("kept %d images of %d posts listed; outcomes %s", metrics["kept"], metrics["listed"],

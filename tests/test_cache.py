@@ -1,4 +1,6 @@
 """Image cache: square uint8 arrays at the training size, decoded once; bad files named."""
+import tracemalloc
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -41,3 +43,18 @@ def test_corrupt_image_is_named(tmp_path):
     with pytest.raises(DataError, match="bad.jpg: cannot decode image"):
         cache.build([str(bad)], 64, tmp_path / "out.npy", workers=1)
     assert not (tmp_path / "out.npy").exists()
+
+
+def test_memory_grows_with_the_chunk_not_the_dataset(tmp_path):
+    """The parent holds a chunk at a time: its peak allocation is far below the array's size."""
+    paths = [jpeg(tmp_path / f"{i}.jpg", (48, 40), (i % 256, 0, 0)) for i in range(1200)]
+    out = tmp_path / "big.npy"
+    tracemalloc.start()
+    cache.build(paths, 64, out, workers=2, chunk=8)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    array = np.load(out, mmap_mode="r")
+    assert array.shape == (1200, 64, 64, 3)
+    assert peak < array.nbytes / 10, f"peak {peak} bytes for a {array.nbytes}-byte cache"
+    reds = [int(array[i, 32, 32, 0]) for i in (0, 255, 1199)]
+    assert np.abs(np.subtract(reds, [0, 255, 1199 % 256])).max() <= 3  # rows in order (JPEG-close)

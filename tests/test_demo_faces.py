@@ -8,7 +8,7 @@ import scipy.io
 from PIL import Image
 
 from dareg import params, wiki
-from dareg.demo.faces import wiki_files, write_wiki_crop, write_wiki_tar
+from dareg.demo.faces import metadata_mat, wiki_files, write_wiki_crop, write_wiki_tar
 
 FIELDS = ("dob", "photo_taken", "full_path", "gender", "name", "face_location", "face_score",
           "second_face_score")
@@ -48,6 +48,16 @@ def test_wiki_mat_has_the_real_layout(crop):
         folder, ident = re.fullmatch(r"(\d\d)/(\d+)_\d{4}-\d\d-\d\d_\d{4}\.jpg", cell[0]).groups()
         assert int(folder) == int(ident) % 100 and (crop / cell[0]).is_file()
     assert any(not name.isascii() for name in np.concatenate(fields["name"][0]))
+
+
+def test_imdb_mat_has_celebrity_ids(tmp_path):
+    """imdb.mat's layout: struct `imdb`, celeb_id indexing celeb_names (1-based), same person."""
+    (tmp_path / "imdb.mat").write_bytes(metadata_mat(200, seed=2, struct="imdb"))
+    struct = scipy.io.loadmat(tmp_path / "imdb.mat")["imdb"][0, 0]
+    assert struct.dtype.names == FIELDS + ("celeb_names", "celeb_id")
+    entries = wiki.load_mat(tmp_path / "imdb.mat")
+    celeb_names = np.array([c[0] if c.size else "" for c in struct["celeb_names"][0]])
+    assert (celeb_names[entries["celeb_id"].to_numpy(int) - 1] == entries["name"]).all()
 
 
 def test_metadata_carries_each_kind_of_dirt(crop):

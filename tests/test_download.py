@@ -97,7 +97,8 @@ def base_url():
 
 def fetch_all(base_url: str, folder: Path, paths: dict, config: Download = CONFIG):
     items = [Item(item_id, base_url + path) for item_id, path in paths.items()]
-    return {r.id: r for r in download.download_all(items, folder, config)}
+    store = folder.parent / f"{folder.name}-store"  # beside, so the folder holds the images only
+    return {r.id: r for r in download.download_all(items, folder, config, store)}
 
 
 def test_each_failure_gets_its_outcome_and_only_ok_items_leave_files(base_url, tmp_path):

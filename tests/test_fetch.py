@@ -132,10 +132,22 @@ def test_extract_refuses_members_leaving_the_target(tmp_path, member):
     assert sorted(os.listdir(tmp_path)) == ["t.tar"]
 
 
-def test_extract_refuses_an_archive_without_the_top_folder(tmp_path):
-    tar_path = _tar(tmp_path / "t.tar", [_file("imdb_crop/imdb.mat")])
-    with pytest.raises(DataError, match="not under wiki_crop/"):
+def test_extract_takes_imdb_crop_too(tmp_path):
+    tar_path = _tar(tmp_path / "t.tar", [_file("./imdb_crop/imdb.mat"),
+                                         _file("imdb_crop/01/x.jpg")])
+    dest = extract_tar(tar_path, tmp_path / "raw")
+    assert sorted(p.name for p in dest.rglob("*")) == ["01", "imdb.mat", "x.jpg"]
+
+
+@pytest.mark.parametrize("names, message", [
+    (["photos/wiki.mat"], r"'photos/wiki.mat' is not under wiki_crop/ \(or imdb_crop/\)"),
+    (["wiki_crop/wiki.mat", "imdb_crop/imdb.mat"], "'imdb_crop/imdb.mat' is not under wiki_crop/"),
+], ids=["other-top", "mixed-tops"])
+def test_extract_refuses_an_archive_without_one_top_folder(tmp_path, names, message):
+    tar_path = _tar(tmp_path / "t.tar", [_file(name) for name in names])
+    with pytest.raises(DataError, match=message):
         extract_tar(tar_path, tmp_path / "raw")
+    assert sorted(os.listdir(tmp_path)) == ["t.tar"]
 
 
 def test_link_or_copy_folder_hard_links_files(tmp_path):

@@ -84,7 +84,7 @@ def test_rows_parse_views_and_dates_and_stop_at_max_photos(demo, base_url):
 
 def test_scrape_writes_images_and_a_contract_table(base_url, tmp_path):
     flickr_client, _ = client(base_url)
-    photos, metrics = flickr.scrape(flickr_client, search(), tmp_path, CONFIG, calls_per_second=1000)
+    photos, metrics = flickr.scrape(flickr_client, search(), tmp_path, CONFIG, 1000, tmp_path / "store")
     assert list(photos.columns) == flickr.CSV_COLUMNS
     assert all((tmp_path / f).is_file() for f in photos["file"])
     assert metrics["listed"] == 300 and metrics["kept"] == len(photos) == 300 - sum(social.FLICKR_FAULTS.values())
@@ -131,7 +131,8 @@ def test_pacer_spaces_calls():
 
 def run_stage(cwd: Path, out: Path, env: dict) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(ROOT / "stages" / "scrape_flickr.py"), "--out", str(out / "flickr"),
-                           "--metrics", str(out / "scrape_flickr.json")], cwd=cwd, env=env,
+                           "--metrics", str(out / "scrape_flickr.json"),
+                           "--store", str(out / "store")], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=120)
 
 

@@ -47,7 +47,7 @@ def test_listing_pages_through_everything_in_score_order(demo, base_url):
     """top(limit=1000) walks the pages of 100 with `after` and returns each post once, best first."""
     praw_client, session = client(base_url)
     query = reddit.Query(["pics"], "top", "all", 1000)
-    listed = [vars(s) for s in reddit.submissions(praw_client, query)]
+    listed = [vars(s) for s in reddit.submissions(praw_client, query, CONFIG)]
     expected = sorted((p for p in demo.items if p["subreddit"] == "pics"), key=lambda p: (-p["score"], p["id"]))
     assert [p["id"] for p in listed] == [p["id"] for p in expected]
     pages = [url for url in session.seen if "/r/pics/top" in url]
@@ -57,7 +57,7 @@ def test_listing_pages_through_everything_in_score_order(demo, base_url):
 
 def test_limit_is_respected(base_url):
     praw_client, _ = client(base_url)
-    listed = list(reddit.submissions(praw_client, reddit.Query(["EarthPorn"], "new", "all", 30)))
+    listed = list(reddit.submissions(praw_client, reddit.Query(["EarthPorn"], "new", "all", 30), CONFIG))
     assert len(listed) == 30
     assert [s.created_utc for s in listed] == sorted((s.created_utc for s in listed), reverse=True)
 
@@ -66,7 +66,7 @@ def test_ids_go_through_api_info_in_batches_of_100(demo, base_url):
     """250 ids plus 2 unknown ones: three /api/info/ requests, unknown ids counted as missing."""
     praw_client, session = client(base_url)
     ids = [p["id"] for p in demo.items] + ["zzzzzz", "zzzzzy"]
-    rows, skipped, listed = reddit.image_posts(reddit.submissions(praw_client, reddit.Query([], "top", "all", 0, ids)))
+    rows, skipped, listed = reddit.image_posts(reddit.submissions(praw_client, reddit.Query([], "top", "all", 0, ids), CONFIG))
     assert listed == 250 and len(session.seen) == 1 + 3
     assert all("/api/info/" in url for url in session.seen[1:])
     assert len(rows) + sum(skipped.values()) == 250
@@ -91,7 +91,7 @@ def test_scrape_writes_images_and_a_contract_table(demo, base_url, tmp_path):
     """posts.csv rows for ok images only, with relative files that exist; skips and faults counted."""
     praw_client, _ = client(base_url)
     posts, metrics = reddit.scrape(praw_client, reddit.Query(["pics", "EarthPorn"], "top", "all", 1000),
-                                   tmp_path, CONFIG)
+                                   tmp_path, CONFIG, tmp_path / "store")
     assert list(posts.columns) == reddit.CSV_COLUMNS
     assert all((tmp_path / f).is_file() for f in posts["file"])
     assert metrics["listed"] == 250 and metrics["kept"] == len(posts)
@@ -105,7 +105,7 @@ def test_bad_secret_and_missing_token_are_refused(base_url):
     """Wrong credentials fail the token request (named fix, no secret); API calls need a bearer."""
     praw_client, _ = client(base_url, secret="wrong-secret")
     with pytest.raises(DataError, match="REDDIT_CLIENT_SECRET") as err:
-        list(reddit.submissions(praw_client, reddit.Query(["pics"], "top", "all", 5)))
+        list(reddit.submissions(praw_client, reddit.Query(["pics"], "top", "all", 5), CONFIG))
     assert "wrong-secret" not in str(err.value)
     session = make_session(1)
     assert session.get(f"{base_url}/r/pics/top", timeout=5).status_code == 401
@@ -136,7 +136,8 @@ def test_read_ids_names_the_file_and_the_fix(tmp_path):
 
 def run_stage(cwd: Path, out: Path, env: dict) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(ROOT / "stages" / "scrape_reddit.py"), "--out", str(out / "reddit"),
-                           "--metrics", str(out / "scrape_reddit.json")], cwd=cwd, env=env,
+                           "--metrics", str(out / "scrape_reddit.json"),
+                           "--store", str(out / "store")], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=120)
 
 

@@ -1,4 +1,5 @@
 """The training loop: regimes are data, labels stay out of unlabeled streams, runs are repeatable."""
+import copy
 from dataclasses import replace
 from pathlib import Path
 
@@ -7,8 +8,8 @@ import pytest
 import torch
 
 from dareg import params, train
-from dareg.data import Split
-from dareg.models import Singh7, build_model
+from dareg.data import Split, Stream
+from dareg.models import build_model, singh7_features
 from dareg.params import ParamsError, Regime
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,30 +91,60 @@ def test_a_regime_defined_only_in_params_runs(p):
 def test_unlabeled_stream_carries_no_labels_into_the_loss(p):
     """The squared error covers source and target_labeled only, even if unlabeled had labels."""
     regime = p.regimes["da"]
-    model = Singh7(0.125, 0.0, SIZE).eval()
-    data = splits()
-    batch = {name: (torch.randn(n, 3, SIZE, SIZE), torch.rand(n)) for name, n in regime.batch.items()}
-    terms = train.loss_terms(model, batch, regime, p.losses)
-    pred, _ = model(torch.cat([batch[n][0] for n in regime.batch]))
-    labeled = pred[:regime.batch["source"] + regime.batch["target_labeled"]]
-    truth = torch.cat([batch["source"][1], batch["target_labeled"][1]])
-    assert float(terms["mse"].detach()) == pytest.approx(float(((labeled - truth) ** 2).mean().detach()), rel=1e-6)
+    model = build_model(p.model, SIZE, seed=0).eval()
+    data = {**splits(), "target_unlabeled": fake_split(10, 3, labeled=True)}
+    rng = np.random.default_rng(0)
+    streams = {n: Stream(data[train.STREAM_SPLITS[n]], rng) for n in regime.batch}
+    images, counts, labels = train.draw_batch(regime, streams)
+    assert set(labels) == {"source", "target_labeled"}
+    pred, feat, logits = train.forward(model, images, torch.device("cpu"))
+    terms = train.loss_terms(pred, feat, logits, counts, labels, model.head, regime, p.losses)
+    n_labeled = regime.batch["source"] + regime.batch["target_labeled"]
+    truth = torch.cat([labels["source"], labels["target_labeled"]])
+    expected = float(((pred[:n_labeled] - truth) ** 2).mean().detach())
+    assert float(terms["mse"].detach()) == pytest.approx(expected, rel=1e-6)
     assert set(terms) == {"mse", "mmd", "smoothing"}
-    assert data["target_unlabeled"].labels is None
 
 
 def test_gradients_of_alignment_terms_reach_the_convolutions(p):
-    model = Singh7(0.125, 0.0, SIZE)
+    model = build_model(p.model, SIZE, seed=0)
     regime = Regime(batch={"source": 4, "target_unlabeled": 4, "target_labeled": 0},
                     weights={"mse": 0.0, "mmd": 1.0, "smoothing": 1.0})
-    batch = {"source": (torch.randn(4, 3, SIZE, SIZE), torch.rand(4)),
-             "target_unlabeled": (torch.randn(4, 3, SIZE, SIZE) + 1, None)}
-    terms = train.loss_terms(model, batch, regime, p.losses)
+    images = np.random.default_rng(0).integers(0, 255, (8, SIZE, SIZE, 3), dtype=np.uint8)
+    pred, feat, logits = train.forward(model, images, torch.device("cpu"))
+    terms = train.loss_terms(pred, feat, logits, {"source": 4, "target_unlabeled": 4},
+                             {"source": torch.rand(4)}, model.head, regime, p.losses)
     (terms["mmd"] + terms["smoothing"]).backward()
-    first_conv = model.features[0].weight.grad
+    first_conv = model.backbone[0].weight.grad
     assert first_conv is not None and float(first_conv.abs().sum()) > 0
 
 
 def test_image_size_must_suit_six_pools():
     with pytest.raises(ParamsError, match="cache.image_size: 48 must be a multiple of 64"):
-        Singh7(0.25, 0.0, 48)
+        singh7_features(0.25, 48, "none")
+
+
+def test_learning_rate_steps_down_by_ten_and_freezing_zeroes_the_backbone(p):
+    cfg = replace(p.train, lr=1.0, lr_step_epochs=2, freeze_backbone_epochs=1, backbone_lr_scale=0.5)
+    lrs = [lr for e in range(5) for lr in train.epoch_lrs(cfg, e)]
+    assert lrs == pytest.approx([0.0, 1.0, 0.5, 1.0, 0.05, 0.1, 0.05, 0.1, 0.005, 0.01])
+
+
+def test_frozen_backbone_keeps_its_weights_while_the_head_learns(p):
+    cfg = replace(p.train, epochs=1, freeze_backbone_epochs=1, optimizer="sgd")
+    model = build_model(p.model, SIZE, seed=0)
+    before = copy.deepcopy(model.state_dict())
+    train.fit(model, splits(), p.regimes["no_da"], cfg, p.losses, lambda m: 1.0, lambda e, v: None)
+    after = model.state_dict()
+    assert torch.equal(before["backbone.0.weight"], after["backbone.0.weight"])
+    assert not torch.equal(before["head.layers.1.weight"], after["head.layers.1.weight"])
+
+
+def test_early_stopping_ends_after_patience_epochs_without_improvement(p):
+    """Validation MAE only worsens after epoch 1: with patience 2 training stops after epoch 3."""
+    maes = iter([1.0, 2.0, 3.0, 4.0, 5.0])
+    logged = []
+    cfg = replace(p.train, epochs=5, steps_per_epoch=1, patience=2)
+    best = train.fit(build_model(p.model, SIZE, seed=0), splits(), p.regimes["no_source"], cfg,
+                     p.losses, lambda m: next(maes), lambda e, v: logged.append(v))
+    assert len(logged) == 3 and best["epoch"] == 1

@@ -1,6 +1,7 @@
 """Reading wiki.mat and the standard cleaning: exact rows and counts, and one-line errors."""
 import json
 import re
+import runpy
 import subprocess
 import sys
 from datetime import date
@@ -34,6 +35,7 @@ ENTRIES = [
     ("No Image", date(1950, 1, 1), 2000, 1.0, 2.0, NAN),         # missing_image
     ("", date(2000, 12, 31), 2015, 0.0, 2.0, NAN),               # kept, 14, empty name
     ("NaN Dob", NAN, 2000, 1.0, 2.0, NAN),                       # bad_dob
+    ("Year Zero Photo", date(1960, 1, 1), 0, 0.0, 2.0, NAN),     # bad_photo_taken
 ]
 KEPT = pd.DataFrame({
     "path": ["00/100_1981-05-05_2009.jpg", "01/101_1970-07-01_2000.jpg",
@@ -44,8 +46,15 @@ KEPT = pd.DataFrame({
     "dob": ["1981-05-05", "1970-07-01", "1990-06-30", "2000-12-31"],
     "photo_taken": [2009, 2000, 1990, 2015],
     "face_score": [4.2, 1.0, 2.0, 2.0]})
-DROPPED = {"no_face": 1, "low_face_score": 1, "second_face": 1, "unknown_gender": 1, "bad_dob": 3,
-           "age_out_of_range": 2, "missing_image": 1}
+DROPPED = {"no_face": 1, "low_face_score": 1, "second_face": 1, "unknown_gender": 1,
+           "bad_photo_taken": 1, "bad_dob": 3, "age_out_of_range": 2, "missing_image": 1}
+COUNTS = {"entries": 15, "kept": {"female": 2, "male": 2, "total": 4}, "dropped": DROPPED,
+          "dropped_by_gender": {
+              "female": {**dict.fromkeys(DROPPED, 0), "second_face": 1, "bad_photo_taken": 1,
+                         "bad_dob": 1, "age_out_of_range": 1},
+              "male": {**dict.fromkeys(DROPPED, 0), "low_face_score": 1, "bad_dob": 2,
+                       "age_out_of_range": 1, "missing_image": 1},
+              "unknown": {**dict.fromkeys(DROPPED, 0), "no_face": 1, "unknown_gender": 1}}}
 
 
 def _datenum(dob):
@@ -84,12 +93,22 @@ def raw(tmp_path):
 def test_clean_keeps_exactly_the_good_entries(raw):
     kept, counts = wiki.clean(wiki.load_mat(raw / "wiki.mat"), RULES, raw)
     pd.testing.assert_frame_equal(kept.reset_index(drop=True), KEPT)
-    assert counts["entries"] == 14 and counts["kept"] == {"female": 2, "male": 2, "total": 4}
-    assert counts["dropped"] == DROPPED
-    assert counts["dropped_by_gender"]["unknown"]["no_face"] == 1
-    assert counts["dropped_by_gender"]["male"]["bad_dob"] == 2
+    assert counts == COUNTS
     by_gender = sum(n for reasons in counts["dropped_by_gender"].values() for n in reasons.values())
-    assert by_gender == sum(DROPPED.values()) == 14 - 4
+    assert by_gender == sum(DROPPED.values()) == 15 - 4
+
+
+def test_dates_and_ages_match_python_dates():
+    """Brute force over 5,000 random days 1800-2100 (fractions of a day too): datenum d is
+    date.fromordinal(floor(d) - 366); age is the year difference, less one from 1 July on."""
+    rng = np.random.default_rng(0)
+    dob = rng.uniform(date(1800, 1, 1).toordinal(), date(2100, 12, 31).toordinal(), 5000) + 366
+    taken = rng.integers(1900, 2100, 5000)
+    dates, valid = wiki.birth_dates(dob)
+    expected = [date.fromordinal(int(d) - 366) for d in dob]
+    assert valid.all() and dates.astype(object).tolist() == expected
+    assert wiki.ages(dates, taken).tolist() == [
+        t - d.year - (d.month >= 7) for t, d in zip(taken, expected)]
 
 
 def test_rules_follow_params(raw):
@@ -110,41 +129,66 @@ def test_a_one_entry_file(tmp_path):
     assert counts["kept"]["total"] == 1 and counts["entries"] == 1
 
 
-def test_imdb_struct_keeps_celeb_id(tmp_path):
-    struct = {**_struct(ENTRIES[:2]), "celeb_names": _cell(["a", "b", "c"]),
-              "celeb_id": np.array([[7, 9]])}
-    scipy.io.savemat(tmp_path / "imdb.mat", {"imdb": struct})
-    assert wiki.load_mat(tmp_path / "imdb.mat")["celeb_id"].tolist() == [7, 9]
+def _truncated(path):
+    """A wiki.mat cut in half, as an interrupted copy leaves it."""
+    scipy.io.savemat(path, {"wiki": _struct(ENTRIES)})
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
-def _broken(tmp_path, content):
-    path = tmp_path / "wiki.mat"
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    else:
-        scipy.io.savemat(path, content)
-    return path
+def _corrupt(path):
+    """A compressed wiki.mat with 40 bytes overwritten in the middle of its data."""
+    scipy.io.savemat(path, {"wiki": _struct(ENTRIES)}, do_compression=True)
+    data = bytearray(path.read_bytes())
+    data[300:340] = b"x" * 40
+    path.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize("content, message", [
-    ({"foo": np.zeros(3)}, r"no 1x1 struct 'wiki' or 'imdb' \(found \['foo'\]\)"),
-    ({"wiki": {k: v for k, v in _struct(ENTRIES).items() if k != "gender"}},
-     r"field 'gender' missing; expected .* dob, photo_taken, full_path, gender"),
-    ({"wiki": {**_struct(ENTRIES), "gender": np.zeros((1, 3))}}, "fields have different lengths"),
-    ({"wiki": {**_struct(ENTRIES), "dob": _cell(["1981-05-05"] * 14)}},
-     "field 'dob' is not numeric"),
-    (b"MATLAB 5.0 MAT-file" + b"\0" * 40, "not a readable MATLAB file .* truncated or corrupt"),
-], ids=["no-struct", "missing-field", "lengths", "text-dob", "truncated"])
-def test_bad_files_give_one_line_errors(tmp_path, content, message):
-    path = _broken(tmp_path, content)
-    with pytest.raises(DataError, match=f"{re.escape(str(path))}: {message}") as error:
-        wiki.load_mat(path)
-    assert "\n" not in str(error.value)
+def _saved(content):
+    return lambda path: scipy.io.savemat(path, content)
 
 
-def test_missing_file_says_how_to_get_it(tmp_path):
-    with pytest.raises(DataError, match="not found; run the fetch_wiki stage"):
-        wiki.load_mat(tmp_path / "wiki.mat")
+N = len(ENTRIES)
+BAD_FILES = {  # name: (how to write wiki.mat, the error after "<path>: ")
+    "missing": (lambda path: None, "not found; run the fetch_wiki stage"),
+    "no-struct": (_saved({"foo": np.zeros(3)}),
+                  r"no 1x1 struct 'wiki' or 'imdb' \(found \['foo'\]\); expected IMDB-WIKI"),
+    "missing-field": (_saved({"wiki": {k: v for k, v in _struct(ENTRIES).items()
+                                       if k != "gender"}}),
+                      r"field 'gender' missing; expected .* dob, photo_taken, full_path, gender"),
+    "lengths": (_saved({"wiki": {**_struct(ENTRIES), "gender": np.zeros((1, 3))}}),
+                r"fields have different lengths \(.*'gender': 3.*\); the file is damaged"),
+    "text-dob": (_saved({"wiki": {**_struct(ENTRIES), "dob": _cell(["1981-05-05"] * N)}}),
+                 "field 'dob' is not numeric .* expected numbers"),
+    "numeric-names": (_saved({"wiki": {**_struct(ENTRIES), "name": _cell([1.5] * N)}}),
+                      "field 'name' holds something other than strings"),
+    "truncated": (_truncated, "not a readable MATLAB file .* truncated or corrupt"),
+    "corrupt": (_corrupt, "not a readable MATLAB file .* truncated or corrupt"),
+    "html-page": (lambda path: path.write_text("<html>Not Found</html>"),
+                  "not a readable MATLAB file .* truncated or corrupt"),
+}
+
+
+def _run_stage_here(raw, out, monkeypatch, capsys):
+    """Run stages/clean_wiki.py in this process, as `dvc repro` would; (exit code, stderr)."""
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(sys, "argv", ["clean_wiki.py", "--raw", str(raw),
+                                      "--out", str(out / "clean"), "--metrics", str(out / "m.json")])
+    try:
+        runpy.run_path(str(ROOT / "stages" / "clean_wiki.py"), run_name="__main__")
+    except SystemExit as exit_:
+        return exit_.code, capsys.readouterr().err
+    return 0, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", BAD_FILES)
+def test_each_bad_file_stops_the_stage_with_one_line(bad, tmp_path, monkeypatch, capsys):
+    """Exit status 2, one line naming the file, the field and the fix; no output written."""
+    write, message = BAD_FILES[bad]
+    write(tmp_path / "wiki.mat")
+    code, err = _run_stage_here(tmp_path, tmp_path / "out", monkeypatch, capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert re.match(f"error: {re.escape(str(tmp_path / 'wiki.mat'))}: {message}", err), err
+    assert not (tmp_path / "out").exists()
 
 
 def _stage(raw, out):
@@ -153,17 +197,48 @@ def _stage(raw, out):
          "--metrics", str(out / "m.json")], cwd=ROOT, capture_output=True, text=True, timeout=60)
 
 
-def test_stage_writes_csvs_and_metrics(raw, tmp_path):
+def test_stage_writes_exactly_the_expected_tables_and_counts(raw, tmp_path):
+    """Through the stage script: female.csv and male.csv hold KEPT's rows, the metrics COUNTS."""
     result = _stage(raw, tmp_path / "out")
     assert result.returncode == 0, result.stderr
-    female = pd.read_csv(tmp_path / "out" / "clean" / "female.csv", keep_default_na=False)
-    assert female["name"].tolist() == ["Zoë Müller", ""] and female["age"].tolist() == [28, 14]
+    for gender in ("female", "male"):
+        table = pd.read_csv(tmp_path / "out" / "clean" / f"{gender}.csv", keep_default_na=False)
+        expected = KEPT[KEPT["gender"] == gender].reset_index(drop=True)
+        pd.testing.assert_frame_equal(table, expected)
     metrics = json.loads((tmp_path / "out" / "m.json").read_text(encoding="utf-8"))
-    assert metrics["dropped"] == DROPPED and metrics["kept"]["male"] == 2
+    assert metrics == COUNTS
 
 
-def test_stage_reports_bad_input_in_one_line(tmp_path):
+def test_stage_exits_2_with_one_line_for_a_missing_file(tmp_path):
     result = _stage(tmp_path, tmp_path / "out")
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "wiki.mat: not found" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_stage_reads_imdb_mat_and_keeps_the_celebrity_id(tmp_path, monkeypatch, capsys):
+    """An imdb_crop folder (imdb.mat, struct imdb): the tables gain celeb_id, to group by."""
+    struct = {**_struct(ENTRIES[:2]), "celeb_names": _cell(["a", "b", "c"]),
+              "celeb_id": np.array([[7.0, 9.0]])}
+    scipy.io.savemat(tmp_path / "imdb.mat", {"imdb": struct})
+    for path in struct["full_path"][0]:
+        (tmp_path / path).parent.mkdir()
+        (tmp_path / path).write_bytes(b"jpeg")
+    code, err = _run_stage_here(tmp_path, tmp_path / "out", monkeypatch, capsys)
+    assert code == 0, err
+    female = pd.read_csv(tmp_path / "out" / "clean" / "female.csv", keep_default_na=False)
+    male = pd.read_csv(tmp_path / "out" / "clean" / "male.csv", keep_default_na=False)
+    assert list(female.columns) == wiki.KEPT_COLUMNS + ["celeb_id"]
+    assert (female["celeb_id"].tolist(), male["celeb_id"].tolist()) == ([7], [9])
+
+
+def test_a_file_whose_every_entry_is_dropped_gives_empty_tables(tmp_path):
+    """One entry, no face: both tables have their header and no row; the count says why."""
+    scipy.io.savemat(tmp_path / "wiki.mat", {"wiki": _struct(ENTRIES[2:3])})
+    result = _stage(tmp_path, tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    for gender in ("female", "male"):
+        assert (tmp_path / "out" / "clean" / f"{gender}.csv").read_text().split("\n")[0] == \
+            ",".join(wiki.KEPT_COLUMNS)
+    metrics = json.loads((tmp_path / "out" / "m.json").read_text(encoding="utf-8"))
+    assert metrics["dropped"]["no_face"] == 1 and metrics["kept"]["total"] == 0

@@ -1,6 +1,9 @@
 """Image cache: decode and resize every image once into a uint8 array (N, size, size, 3) on disk.
 
-Memory stays flat as the dataset grows: rows are streamed into a memory-mapped .npy file.
+Memory grows with the chunk, not with the dataset: worker processes (one per available core)
+decode chunks of images, JPEGs at a reduced size where the decoder can (draft mode), and the
+parent appends each chunk's bytes to the .npy file after its header. Plain writes, not a
+memory map, so written rows leave the process (a memory map's dirty pages count in its RSS).
 """
 from __future__ import annotations
 
@@ -36,19 +39,20 @@ def _load_many(args: tuple[list[str], int]) -> np.ndarray:
     return np.stack([load_square(p, size) for p in paths]) if paths else np.zeros((0, size, size, 3), np.uint8)
 
 
+def available_cores() -> int:
+    """CPU cores this process may run on (the affinity mask, not the machine's total)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def build(paths: list[str], size: int, out: Path, workers: int | None = None,
           chunk: int = 64, desc: str = "cache") -> None:
     """Write images `paths` as one (N, size, size, 3) uint8 .npy at `out`, atomically."""
-    workers = workers or min(4, os.cpu_count() or 1)
     chunks = [paths[i:i + chunk] for i in range(0, len(paths), chunk)]
-    with atomic_path(out) as tmp:
-        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
-                                          shape=(len(paths), size, size, 3))
-        with ProcessPoolExecutor(workers) as pool, tqdm(total=len(paths), desc=desc, unit="img") as bar:
-            start = 0
+    header = {"descr": "|u1", "fortran_order": False, "shape": (len(paths), size, size, 3)}
+    with atomic_path(out) as tmp, open(tmp, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        with ProcessPoolExecutor(workers or available_cores()) as pool, \
+                tqdm(total=len(paths), desc=desc, unit="img") as bar:
             for block in pool.map(_load_many, [(c, size) for c in chunks]):
-                array[start:start + len(block)] = block
-                start += len(block)
+                f.write(np.ascontiguousarray(block).data)
                 bar.update(len(block))
-        array.flush()
-        del array

@@ -1,25 +1,29 @@
 """Checkpoints are plain dicts that carry everything needed to predict: config, input size and
-normalization, label scaling and units, and the weights."""
+normalization, label scaling, the weights (DEX bin edges and means are buffers among them).
+Also the resume state a training run saves after every epoch."""
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from dareg import params as params_mod
-from dareg.data import INPUT_NORM
 from dareg.errors import DataError
 from dareg.io import atomic_path
-from dareg.models import build_model
+from dareg.models import build_model, input_norm
 
 
 def make(state: dict, model_params: params_mod.Model, image_size: int, scaling: dict,
          meta: dict) -> dict:
     """A checkpoint dict; `meta` holds task, regime, epoch, validation error and training config."""
     return {"format": "dareg-checkpoint-1", "model_state": state, "model": asdict(model_params),
-            "image_size": image_size, "input_norm": dict(INPUT_NORM), "scaling": scaling, **meta}
+            "image_size": image_size, "input_norm": input_norm(model_params), "scaling": scaling,
+            **meta}
 
 
 def save(checkpoint: dict, path: Path) -> None:
@@ -41,7 +45,44 @@ def load(path: Path) -> dict:
 
 
 def restore_model(checkpoint: dict) -> nn.Module:
-    """The network of a checkpoint, with its weights, in eval mode."""
-    model = build_model(params_mod.Model(**checkpoint["model"]), checkpoint["image_size"])
+    """The network of a checkpoint, with its weights, in eval mode (no ImageNet file needed:
+    the checkpoint's weights replace them)."""
+    model = build_model(params_mod.Model(**checkpoint["model"]), checkpoint["image_size"],
+                        pretrained=False)
     model.load_state_dict(checkpoint["model_state"])
     return model.eval()
+
+
+def resume_key(config: dict, files: list[Path]) -> str:
+    """sha256 over the training config (JSON, sorted keys) and the bytes of every input file:
+    a resume state made with other params or other data has another key, so it is never used."""
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
+    for path in sorted(files):
+        digest.update(path.name.encode())
+        with open(path, "rb") as f:
+            digest.update(hashlib.file_digest(f, "sha256").digest())
+    return digest.hexdigest()[:16]
+
+
+def save_state(path: Path, run: dict, model, optimizer, streams: dict, rng) -> None:
+    """Everything a killed run needs to go on exactly: weights, optimizer, random states, the
+    streams' positions, the best epoch so far and the logged history."""
+    state = {**run, "model_state": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "torch_rng": torch.get_rng_state(), "numpy_rng": json.dumps(rng.bit_generator.state),
+             "streams": {n: {"order": torch.from_numpy(s.state()["order"]), "pos": s.state()["pos"]}
+                         for n, s in streams.items()}}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def restore_state(path: Path, model, optimizer, streams: dict, rng) -> dict:
+    """Load a state written by `save_state` into the live objects; returns the run record."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model_state"])
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"])
+    rng.bit_generator.state = json.loads(state["numpy_rng"])
+    for name, stream in streams.items():
+        stream.restore({"order": np.asarray(state["streams"][name]["order"]),
+                        "pos": state["streams"][name]["pos"]})
+    return {k: state[k] for k in ("epoch", "best", "stale", "history")}

@@ -10,9 +10,6 @@ import torch
 
 from dareg.errors import DataError
 
-# Inputs are scaled to roughly zero mean, unit spread: x = (pixel / 255 - MEAN) / STD.
-INPUT_NORM = {"mean": 0.5, "std": 0.25}
-
 
 @dataclass
 class Split:
@@ -49,10 +46,10 @@ def load_split(cache_dir: Path, splits_dir: Path, name: str, scaling: dict | Non
 
 
 def to_input(images: np.ndarray, device: torch.device) -> torch.Tensor:
-    """uint8 (N, H, W, 3) to normalized float (N, 3, H, W) on `device`."""
+    """uint8 (N, H, W, 3) to float (N, 3, H, W) in [0, 1] on `device`; the model normalizes
+    (dareg.models.Regressor), so each backbone gets the statistics it was trained with."""
     x = torch.from_numpy(np.array(images, dtype=np.uint8)).to(device)  # copy: memmaps are read-only
-    x = x.permute(0, 3, 1, 2).float().div_(255.0)  # NHWC -> NCHW
-    return x.sub_(INPUT_NORM["mean"]).div_(INPUT_NORM["std"])
+    return x.permute(0, 3, 1, 2).float().div_(255.0)  # NHWC -> NCHW
 
 
 class Stream:
@@ -76,3 +73,10 @@ class Stream:
         index = np.sort(np.concatenate(picked))  # sorted reads are kinder to a memory map
         labels = None if self.split.labels is None else self.split.labels[index]
         return self.split.images[index], labels
+
+    def state(self) -> dict:
+        """Where the stream stands (the shared random generator is saved by its owner)."""
+        return {"order": self.order.copy(), "pos": self.pos}
+
+    def restore(self, state: dict) -> None:
+        self.order, self.pos = np.asarray(state["order"]), int(state["pos"])

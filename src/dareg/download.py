@@ -3,7 +3,9 @@
 Every item ends with exactly one outcome from OUTCOMES. A file is written (atomically) only for `ok`;
 its name is the item's id, checked against SAFE_ID, plus the extension of the decoded format, so
 nothing a server sends can choose where a file goes. Identical bytes under several ids keep the
-first id in input order (not completion order) and count the rest as `duplicate`.
+first id in input order (not completion order) and count the rest as `duplicate`. Files and a
+manifest go to a download_store.Store first (so a killed run resumes and a rerun fetches nothing);
+the kept files are then linked into the output folder.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, replace
+from dataclasses import fields, replace
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -27,6 +29,7 @@ from tqdm import tqdm
 from urllib3.exceptions import ReadTimeoutError
 
 from dareg import io as atomic
+from dareg.download_store import Item, Result, Store
 from dareg.params import Download
 
 OUTCOMES = ("ok", "duplicate", "not_found", "not_image", "too_large", "corrupt", "timeout", "error")
@@ -35,26 +38,6 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_RETRY_AFTER_S = 120.0
 EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "WEBP": ".webp"}
 CHUNK = 65536
-
-
-@dataclass(frozen=True)
-class Item:
-    """One image to fetch: the id that names its file, and where it lives."""
-
-    id: str
-    url: str
-
-
-@dataclass(frozen=True)
-class Result:
-    """What became of one item: an outcome from OUTCOMES, the file name (ok only), and why."""
-
-    id: str
-    url: str
-    outcome: str
-    file: str | None = None
-    sha256: str | None = None
-    detail: str = ""
 
 
 class Failed(Exception):
@@ -132,8 +115,13 @@ def fetch(session: requests.Session, url: str, config: Download, slot: threading
         except Failed as failure:
             if failure.retry_after is None or attempt >= config.retries:
                 raise
-            backoff = random.uniform(0, config.backoff * 2**attempt)
-            time.sleep(min(max(failure.retry_after, backoff), MAX_RETRY_AFTER_S))
+            wait_to_retry(failure.retry_after, config.backoff, attempt)
+
+
+def wait_to_retry(retry_after: float, backoff: float, attempt: int) -> None:
+    """Sleep the longer of `retry_after` and a random share of backoff * 2**attempt (full jitter),
+    at most MAX_RETRY_AFTER_S."""
+    time.sleep(min(max(retry_after, random.uniform(0, backoff * 2**attempt)), MAX_RETRY_AFTER_S))
 
 
 def image_extension(data: bytes) -> str:
@@ -155,9 +143,9 @@ def image_extension(data: bytes) -> str:
         raise Failed("corrupt", str(err)[:200]) from None
 
 
-def download_one(session: requests.Session, item: Item, folder: Path, config: Download,
+def download_one(session: requests.Session, item: Item, store: Store, config: Download,
                  slot: threading.Semaphore) -> Result:
-    """Fetch, check and atomically write one item; never raises for a bad item."""
+    """Fetch, check and atomically write one item into the store, then record it; never raises."""
     if not SAFE_ID.match(item.id):
         return Result(item.id, item.url, "error", detail="unsafe id (allowed: letters, digits, _ and -)")
     if urlsplit(item.url).scheme not in ("http", "https"):
@@ -166,19 +154,22 @@ def download_one(session: requests.Session, item: Item, folder: Path, config: Do
         data = fetch(session, item.url, config, slot)
         name = item.id + image_extension(data)
     except Failed as failure:
-        return Result(item.id, item.url, failure.outcome, detail=failure.detail)
-    atomic.write_bytes(folder / name, data)
-    return Result(item.id, item.url, "ok", file=name, sha256=hashlib.sha256(data).hexdigest())
+        result = Result(item.id, item.url, failure.outcome, detail=failure.detail)
+        store.record(result, None)
+        return result
+    atomic.write_bytes(store.files / name, data)
+    result = Result(item.id, item.url, "ok", file=name, sha256=hashlib.sha256(data).hexdigest())
+    store.record(result, len(data))
+    return result
 
 
-def drop_duplicates(results: list[Result], folder: Path) -> list[Result]:
-    """Keep the first of each id and of each sha256 in input order; delete the later files."""
+def drop_duplicates(results: list[Result]) -> list[Result]:
+    """Keep the first of each id and of each sha256 in input order; mark the later ones duplicate."""
     first_by_hash, seen_ids, kept = {}, set(), []
     for result in results:
         if result.id in seen_ids:
             result = replace(result, outcome="duplicate", detail="repeated id")
         elif result.outcome == "ok" and result.sha256 in first_by_hash:
-            (folder / result.file).unlink(missing_ok=True)
             result = replace(result, outcome="duplicate", file=None,
                              detail=f"same bytes as {first_by_hash[result.sha256]}")
         elif result.outcome == "ok":
@@ -188,30 +179,43 @@ def drop_duplicates(results: list[Result], folder: Path) -> list[Result]:
     return kept
 
 
-def download_all(items: list[Item], folder: str | Path, config: Download,
-                 session: requests.Session | None = None, desc: str = "images") -> list[Result]:
-    """Download `items` into `folder` with config.workers threads, at most config.per_host per host.
-
-    Returns one Result per item, in input order. Items repeating an earlier id are not fetched.
-    """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    session = session or make_session(config.workers)
-    slots = {host: threading.Semaphore(config.per_host) for host in {urlsplit(i.url).netloc for i in items}}
-    first_of_id: dict[str, Item] = {}
+def fetch_missing(items: list[Item], store: Store, config: Download, session: requests.Session,
+                  desc: str) -> dict[str, Result]:
+    """Results by id for the first item of each id: from the manifest where reusable, else fetched."""
+    done, first = store.entries(), {}
     for item in items:
-        first_of_id.setdefault(item.id, item)
-    unique = list(first_of_id.values())
-    by_id: dict[str, Result] = {}
+        first.setdefault(item.id, item)
+    by_id = {key: Result(**{f.name: done[key][f.name] for f in fields(Result)})
+             for key, item in first.items() if store.reusable(done.get(key), item.url)}
+    todo = [item for key, item in first.items() if key not in by_id]
+    slots = {host: threading.Semaphore(config.per_host) for host in {urlsplit(i.url).netloc for i in todo}}
     with ThreadPoolExecutor(max_workers=config.workers) as pool, \
-            tqdm(total=len(unique), desc=desc, unit="img", mininterval=1.0) as bar:
-        futures = [pool.submit(download_one, session, item, folder, config,
-                               slots[urlsplit(item.url).netloc]) for item in unique]
+            tqdm(total=len(todo), desc=desc, unit="img", mininterval=1.0) as bar:
+        futures = [pool.submit(download_one, session, item, store, config,
+                               slots[urlsplit(item.url).netloc]) for item in todo]
         for future in as_completed(futures):
             result = future.result()
             by_id[result.id] = result
             bar.update()
-    return drop_duplicates([by_id[item.id] for item in items], folder)
+    return by_id
+
+
+def download_all(items: list[Item], folder: str | Path, config: Download, store: str | Path,
+                 session: requests.Session | None = None, desc: str = "images") -> list[Result]:
+    """Download `items` through the store at `store` and put the kept files into `folder`.
+
+    Uses config.workers threads, at most config.per_host requests per host at once; items the
+    store's manifest settles are not requested. Returns one Result per item, in input order.
+    """
+    folder, store = Path(folder), Store(store)
+    folder.mkdir(parents=True, exist_ok=True)
+    by_id = fetch_missing(items, store, config, session or make_session(config.workers), desc)
+    store.compact()
+    results = drop_duplicates([by_id[item.id] for item in items])
+    for result in results:
+        if result.outcome == "ok":
+            store.place(result.file, folder)
+    return results
 
 
 def count_outcomes(results: list[Result]) -> dict[str, int]:

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from dareg.errors import DataError
 
 TIMEOUT = (10.0, 60.0)  # (connect, read) seconds
+TOP_FOLDERS = ("wiki_crop", "imdb_crop")  # the top folder of IMDB-WIKI's tarballs
 
 
 def _session(url: str) -> requests.Session:
@@ -145,10 +146,18 @@ def _relative_parts(name: str, tar_path: Path, member: str) -> tuple[str, ...]:
     return path.parts
 
 
+def _top_folder(member: tarfile.TarInfo, tar_path: Path) -> str:
+    """The top folder of `member` (one of TOP_FOLDERS), or "" for the archive's root itself."""
+    parts = _relative_parts(member.name, tar_path, member.name)
+    if parts and parts[0] not in TOP_FOLDERS:
+        raise DataError(f"{tar_path}: member {member.name!r} is not under wiki_crop/ (or "
+                        "imdb_crop/); expected IMDB-WIKI's layout (wiki_crop/wiki.mat, "
+                        "wiki_crop/00/...)")
+    return parts[0] if parts else ""
+
+
 def _under_top(parts: tuple[str, ...], strip: str, tar_path: Path, member: str) -> tuple[str, ...]:
     """`parts` without the top folder `strip`, which they must start with."""
-    if not strip:
-        return parts
     if not parts or parts[0] != strip:
         raise DataError(f"{tar_path}: member {member!r} is not under {strip}/; expected "
                         f"IMDB-WIKI's layout ({strip}/wiki.mat, {strip}/00/...)")
@@ -179,8 +188,9 @@ def _stripped(member: tarfile.TarInfo, strip: str, tar_path: Path) -> tarfile.Ta
     return member.replace(name=str(PurePosixPath(*parts)), linkname=linkname, deep=False)
 
 
-def extract_tar(tar_path: Path, dest_folder: Path, strip: str = "wiki_crop") -> Path:
-    """Extract `tar_path` into `dest_folder` without its top folder `strip`; return `dest_folder`.
+def extract_tar(tar_path: Path, dest_folder: Path) -> Path:
+    """Extract `tar_path` into `dest_folder` without its top folder (one of TOP_FOLDERS, the same
+    for every member); return `dest_folder`.
 
     Refuses absolute names, `..` components, links pointing outside the target, devices (a
     DataError naming the member). Extracts beside `dest_folder` and renames, so a folder that
@@ -189,12 +199,15 @@ def extract_tar(tar_path: Path, dest_folder: Path, strip: str = "wiki_crop") -> 
     tar_path = Path(tar_path)
     try:
         with tarfile.open(tar_path) as tar, _replacing(Path(dest_folder)) as tmp:
+            strip = ""
             for member in tar:
-                renamed = _stripped(member, strip, tar_path)
+                strip = strip or _top_folder(member, tar_path)
+                renamed = _stripped(member, strip, tar_path) if strip else None
                 if renamed is not None:
                     tar.extract(renamed, tmp, filter="data")
     except (tarfile.TarError, EOFError) as err:
-        raise DataError(f"{tar_path}: not a readable tar archive ({err}); delete it and fetch "
+        reason = " ".join(str(err).split())  # tarfile's reasons span several lines
+        raise DataError(f"{tar_path}: not a readable tar archive ({reason}); delete it and fetch "
                         "it again") from None
     return Path(dest_folder)
 
@@ -224,7 +237,7 @@ def _link_or_copy(src: Path, dest: Path) -> None:
 
 
 def check_wiki_folder(folder: Path) -> None:
-    """Raise a DataError unless `folder` holds wiki.mat or imdb.mat at its top."""
+    """Raise a DataError unless `folder` holds wiki.mat (or imdb.mat) at its top."""
     folder = Path(folder)
     if not any((folder / name).is_file() for name in ("wiki.mat", "imdb.mat")):
         found = sorted(p.name for p in folder.iterdir())[:5] if folder.is_dir() else []

@@ -7,6 +7,8 @@ Credentials arrive as arguments and are handed to flickrapi only; nothing here l
 from __future__ import annotations
 
 import calendar
+import itertools
+import random
 import re
 import time
 from collections import Counter
@@ -26,6 +28,8 @@ CSV_COLUMNS = ["id", "owner", "views", "date_upload", "scraped_at", "url", "file
 SEARCH_CAP = 4000
 PHOTO_ID = re.compile(r"^\d{1,20}$")
 AUTH_CODES = {"96", "97", "98", "100"}  # bad signature, missing signature, bad login, bad key
+TRANSIENT_CODES = {"105", "106"}
+HTTP_STATUS = re.compile(r"Status code (\d{3}) received")
 
 
 @dataclass(frozen=True)
@@ -68,33 +72,57 @@ def connect(api_key: str, api_secret: str, rest_url: str, session: requests.Sess
 
 
 class Pacer:
-    """Spaces calls at least 1 / per_second seconds apart (Flickr allows 3,600 calls an hour)."""
+    """Spaces calls at least 1 / per_second seconds apart (Flickr allows 3,600 calls an hour), and
+    says how often a call that failed for a passing reason is tried again (`retries`, `backoff`)."""
 
-    def __init__(self, per_second: float):
+    def __init__(self, per_second: float, retries: int = 0, backoff: float = 0.5):
         self.interval, self.last = 1.0 / per_second, float("-inf")
+        self.retries, self.backoff = retries, backoff
 
     def wait(self) -> None:
         time.sleep(max(self.last + self.interval - time.monotonic(), 0.0))
         self.last = time.monotonic()
 
 
+def transient(err: Exception) -> bool:
+    """Whether a failed call may succeed later: connection trouble, HTTP 429 or 5xx, or Flickr's
+    105/106 (service unavailable / write operation failed). flickrapi reports an HTTP status only
+    in its message ('do_request: Status code 503 received')."""
+    if isinstance(err, (requests.ConnectionError, requests.Timeout)):
+        return True
+    status = HTTP_STATUS.search(str(err))
+    return str(getattr(err, "code", "")) in TRANSIENT_CODES or bool(
+        status and (status.group(1) == "429" or status.group(1).startswith("5")))
+
+
+def search_call(flickr: flickrapi.FlickrAPI, search: Search, low: int, high: int, page: int) -> dict:
+    """One photos.search call for photos uploaded in [low, high]; raises what flickrapi raises."""
+    return flickr.photos.search(
+        min_upload_date=low, max_upload_date=high, page=page, per_page=search.per_page,
+        text=search.text or None, tags=search.tags or None, license=search.license or None,
+        content_type=search.content_type, sort="date-posted-asc",
+        extras=f"views,date_upload,owner_name,url_{search.url_size}")["photos"]
+
+
 def search_page(flickr: flickrapi.FlickrAPI, search: Search, low: int, high: int, page: int,
                 pacer: Pacer) -> dict:
-    """One page of photos uploaded in [low, high]: Flickr's `photos` object (page, pages, total...)."""
-    pacer.wait()
-    try:
-        answer = flickr.photos.search(
-            min_upload_date=low, max_upload_date=high, page=page, per_page=search.per_page,
-            text=search.text or None, tags=search.tags or None, license=search.license or None,
-            content_type=search.content_type, sort="date-posted-asc",
-            extras=f"views,date_upload,owner_name,url_{search.url_size}")
-    except flickrapi.exceptions.FlickrError as err:
-        hint = ("check FLICKR_API_KEY and FLICKR_API_SECRET" if str(err.code) in AUTH_CODES
-                else "check the flickr params and flickr.rest_url")
-        raise DataError(f"Flickr photos.search failed ({err}); {hint}") from None
-    except requests.RequestException as err:
-        raise DataError(f"Flickr unreachable ({type(err).__name__}); check flickr.rest_url") from None
-    return answer["photos"]
+    """One page of photos uploaded in [low, high]: Flickr's `photos` object (page, pages, total...).
+
+    A transient failure is retried up to pacer.retries times after a random share of
+    pacer.backoff * 2**attempt seconds (full jitter)."""
+    for attempt in itertools.count():
+        pacer.wait()
+        try:
+            return search_call(flickr, search, low, high, page)
+        except (flickrapi.exceptions.FlickrError, requests.RequestException) as err:
+            if attempt < pacer.retries and transient(err):
+                time.sleep(random.uniform(0, pacer.backoff * 2**attempt))
+                continue
+            if isinstance(err, requests.RequestException):
+                raise DataError(f"Flickr unreachable ({type(err).__name__}); check flickr.rest_url") from None
+            hint = ("check FLICKR_API_KEY and FLICKR_API_SECRET" if str(err.code) in AUTH_CODES
+                    else "check the flickr params and flickr.rest_url")
+            raise DataError(f"Flickr photos.search failed ({err}); {hint}") from None
 
 
 def window_photos(flickr: flickrapi.FlickrAPI, search: Search, low: int, high: int,
@@ -140,10 +168,12 @@ def collect(flickr: flickrapi.FlickrAPI, search: Search, pacer: Pacer) -> tuple[
 
 
 def scrape(flickr: flickrapi.FlickrAPI, search: Search, out_dir: str | Path, config: Download,
-           calls_per_second: float) -> tuple[pd.DataFrame, dict]:
-    """Search, download the images into out_dir/images; the photos.csv table and metrics."""
-    rows, skipped, listed = collect(flickr, search, Pacer(calls_per_second))
+           calls_per_second: float, store: str | Path) -> tuple[pd.DataFrame, dict]:
+    """Search, download the images (through the download store `store`) into out_dir/images;
+    the photos.csv table and metrics."""
+    rows, skipped, listed = collect(flickr, search, Pacer(calls_per_second, config.retries, config.backoff))
     items = [download.Item(row["id"], row["url"]) for row in rows]
-    results = download.download_all(items, Path(out_dir) / "images", config, desc="flickr images")
+    results = download.download_all(items, Path(out_dir) / "images", config, store,
+                                      desc="flickr images")
     kept = download.kept_rows(rows, results, "images")
     return pd.DataFrame(kept, columns=CSV_COLUMNS), download.scrape_metrics(listed, dict(skipped), results)

@@ -1,52 +1,106 @@
-"""Networks: the first seed's 7-conv regressor (with a width multiplier) and its sigmoid head."""
+"""Networks: a backbone (the seed's 7-conv net, or torchvision's VGG-16 / ResNet-18 with ImageNet
+weights from a local file) under a head from dareg.heads, with input normalization built in."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
+import torchvision
 from torch import nn
 
+from dareg.errors import DataError
+from dareg.heads import DexHead, SigmoidHead
 from dareg.params import Model, ParamsError
 
 SINGH7_CHANNELS = (32, 64, 128, 256, 512, 256, 128)
 SINGH7_POOLS = 6  # max-pool after conv 2..7
+# x = (pixel / 255 - mean) / std per channel; torchvision's ImageNet weights expect ImageNet's.
+INPUT_NORMS = {"singh7": {"mean": [0.5] * 3, "std": [0.25] * 3},
+               "imagenet": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}}
+IMAGENET_FILES = {"vgg16": "vgg16-397923af.pth", "resnet18": "resnet18-f37072fd.pth"}
 
 
-class Singh7(nn.Module):
-    """7 conv layers (3x3, same padding, ReLU, max-pool after conv 2-7), dropout, 1 sigmoid output.
+def singh7_features(width: float, image_size: int, norm: str) -> tuple[nn.Sequential, int]:
+    """7 conv layers (3x3, same padding, ReLU, max-pool after conv 2-7), flattened: (layers, dim).
 
     norm="batch" adds BatchNorm after each conv (not in the seed): without it, narrow demo-width
-    networks often die at a constant prediction. forward(x) returns (prediction (N,), flattened
-    last-conv features (N, feature_dim)).
+    networks often die at a constant prediction.
+    """
+    if image_size % 2**SINGH7_POOLS:
+        raise ParamsError(f"cache.image_size: {image_size} must be a multiple of 64 for singh7 "
+                          f"(six 2x2 max-pools); the seed used 128")
+    layers: list[nn.Module] = []
+    c_in = 3
+    for i, channels in enumerate(SINGH7_CHANNELS):
+        c_out = max(1, round(channels * width))
+        layers.append(nn.Conv2d(c_in, c_out, 3, padding=1, bias=norm == "none"))
+        if norm == "batch":
+            layers.append(nn.BatchNorm2d(c_out))
+        layers.append(nn.ReLU(inplace=True))
+        if i >= 1:
+            layers.append(nn.MaxPool2d(2))
+        c_in = c_out
+    return nn.Sequential(*layers, nn.Flatten()), c_in * (image_size // 2**SINGH7_POOLS) ** 2
+
+
+def imagenet_weights_path(backbone: str, weights: str) -> Path:
+    """`model.weights`, or torchvision's file in the torch hub cache when it is empty."""
+    if weights:
+        return Path(weights)
+    return Path(torch.hub.get_dir()) / "checkpoints" / IMAGENET_FILES[backbone]
+
+
+def torchvision_features(backbone: str, weights: str, pretrained: bool) -> tuple[nn.Module, int]:
+    """VGG-16 up to its second 4096-unit layer (as DEX) or ResNet-18 up to its pooling (512)."""
+    net = getattr(torchvision.models, backbone)(weights=None)
+    if pretrained:
+        path = imagenet_weights_path(backbone, weights)
+        if not path.exists():
+            url = f"https://download.pytorch.org/models/{IMAGENET_FILES[backbone]}"
+            raise DataError(f"{path}: ImageNet weights for {backbone} not found (dareg never "
+                            f"downloads at run time); fetch {url} to that path, or set "
+                            f"model.weights to a copy")
+        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    if backbone == "vgg16":
+        return nn.Sequential(net.features, net.avgpool, nn.Flatten(), *net.classifier[:-1]), 4096
+    net.fc = nn.Identity()
+    return net, 512
+
+
+class Regressor(nn.Module):
+    """backbone -> features -> head. Takes images scaled to [0, 1] (N, 3, H, W) and normalizes them.
+
+    forward(x) returns (prediction (N,) in the scaled label range, features (N, feature_dim));
+    with_logits=True adds the DEX head's logits (N, K), or None for the sigmoid head.
     """
 
-    def __init__(self, width: float, dropout: float, image_size: int, norm: str = "none"):
+    def __init__(self, backbone: nn.Module, head: nn.Module, input_norm: dict):
         super().__init__()
-        if image_size % 2**SINGH7_POOLS:
-            raise ParamsError(f"cache.image_size: {image_size} must be a multiple of 64 for singh7 "
-                              f"(six 2x2 max-pools); the seed used 128")
-        layers: list[nn.Module] = []
-        c_in = 3
-        for i, channels in enumerate(SINGH7_CHANNELS):
-            c_out = max(1, round(channels * width))
-            layers.append(nn.Conv2d(c_in, c_out, 3, padding=1, bias=norm == "none"))
-            if norm == "batch":
-                layers.append(nn.BatchNorm2d(c_out))
-            layers.append(nn.ReLU(inplace=True))
-            if i >= 1:
-                layers.append(nn.MaxPool2d(2))
-            c_in = c_out
-        self.features = nn.Sequential(*layers, nn.Flatten())
-        self.feature_dim = c_in * (image_size // 2**SINGH7_POOLS) ** 2
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.feature_dim, 1), nn.Sigmoid())
+        self.backbone, self.head = backbone, head
+        self.register_buffer("input_mean", torch.tensor(input_norm["mean"]).view(1, 3, 1, 1))
+        self.register_buffer("input_std", torch.tensor(input_norm["std"]).view(1, 3, 1, 1))
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        features = self.features(x)  # (N, C * H' * W')
-        return self.head(features).squeeze(1), features
+    def forward(self, x: torch.Tensor, with_logits: bool = False):
+        features = self.backbone((x - self.input_mean) / self.input_std)
+        pred, logits = self.head(features)
+        return (pred, features, logits) if with_logits else (pred, features)
 
 
-def build_model(params: Model, image_size: int, seed: int | None = None) -> nn.Module:
-    """The network named by `model.backbone` (only singh7 so far) with its head; `seed` fixes
-    its initial weights without touching the global random state."""
+def input_norm(params: Model) -> dict:
+    return INPUT_NORMS["singh7" if params.backbone == "singh7" else "imagenet"]
+
+
+def build_model(params: Model, image_size: int, seed: int | None = None,
+                pretrained: bool = True) -> Regressor:
+    """The network `params` names; `seed` fixes the initial weights without touching the global
+    random state; `pretrained` loads ImageNet weights into a torchvision backbone."""
     with torch.random.fork_rng(devices=[]):
         if seed is not None:
             torch.manual_seed(seed)
-        return Singh7(params.width, params.dropout, image_size, params.norm)
+        if params.backbone == "singh7":
+            backbone, dim = singh7_features(params.width, image_size, params.norm)
+        else:
+            backbone, dim = torchvision_features(params.backbone, params.weights, pretrained)
+        head = (SigmoidHead(dim, params.dropout) if params.head == "sigmoid"
+                else DexHead(dim, params.bins, params.binning, params.dex_loss, params.dropout))
+        return Regressor(backbone, head, input_norm(params))

@@ -118,11 +118,15 @@ class Cache:
 
 @dataclass(frozen=True)
 class Model:
-    backbone: Literal["singh7"]
+    backbone: Literal["singh7", "vgg16", "resnet18"]
     width: float
     norm: Literal["none", "batch"]
-    head: Literal["sigmoid"]
+    head: Literal["sigmoid", "dex"]
     dropout: float
+    bins: int
+    binning: Literal["uniform", "balanced"]
+    dex_loss: Literal["ce", "mse", "both"]
+    weights: str
 
 
 @dataclass(frozen=True)
@@ -133,6 +137,13 @@ class Train:
     weight_decay: float
     seed: int
     device: Literal["auto", "cpu", "cuda"]
+    optimizer: Literal["adam", "sgd"]
+    momentum: float
+    lr_step_epochs: int
+    patience: int
+    freeze_backbone_epochs: int
+    backbone_lr_scale: float
+    processes: int
 
 
 @dataclass(frozen=True)
@@ -144,8 +155,21 @@ class Losses:
     mmd_estimator: Literal["unbiased", "biased"]
 
 
+@dataclass(frozen=True)
+class Evaluate:
+    """Bootstrap and alignment-diagnostic settings of the evaluate and summary stages."""
+
+    bootstrap_samples: int
+    seed: int
+    mmd_samples: int
+
+    def __post_init__(self):
+        if self.bootstrap_samples < 100 or self.mmd_samples < 2:
+            raise ParamsError("bootstrap_samples must be at least 100 and mmd_samples at least 2")
+
+
 STREAMS = ("source", "target_labeled", "target_unlabeled")
-LOSS_TERMS = ("mse", "mmd", "smoothing")
+LOSS_TERMS = ("mse", "mmd", "smoothing")  # mse: the head's supervised loss
 
 
 @dataclass(frozen=True)
@@ -185,6 +209,7 @@ class Params:
     train: Train
     losses: Losses
     regimes: dict[str, Regime]
+    evaluate: Evaluate
 
 
 def _build(tp: Any, value: Any, where: str) -> Any:

@@ -4,12 +4,13 @@ Credentials arrive as arguments and are handed to praw only; nothing here logs o
 """
 from __future__ import annotations
 
+import itertools
 import re
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator, TypeVar
 from urllib.parse import urlsplit
 
 import pandas as pd
@@ -25,6 +26,8 @@ CSV_COLUMNS = ["id", "url", "score", "num_comments", "created_utc", "subreddit",
 IMAGE_HOSTS = frozenset({"i.redd.it", "i.imgur.com"})
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 POST_ID = re.compile(r"^[a-z0-9]{1,13}$")
+INFO_BATCH = 100  # ids per /api/info/ request, Reddit's most
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -79,18 +82,35 @@ def link_kind(post: dict) -> str:
     return "not_image_link"
 
 
-def submissions(reddit: praw.Reddit, query: Query) -> Iterator[praw.models.Submission]:
-    """The listed submissions: each subreddit's listing, or the ids (praw asks 100 a request)."""
+def retry_429(call: Callable[[], T], config: Download) -> T:
+    """`call()`, asked again after a 429 (Reddit's rate limit) up to config.retries times in a row,
+    waiting Retry-After or the jittered backoff, whichever is longer (prawcore retries 5xx itself)."""
+    for attempt in itertools.count():
+        try:
+            return call()
+        except prawcore.exceptions.TooManyRequests as err:
+            if attempt >= config.retries:
+                raise
+            download.wait_to_retry(download.retry_after_seconds(err.retry_after), config.backoff, attempt)
+
+
+def submissions(reddit: praw.Reddit, query: Query, config: Download) -> Iterator[praw.models.Submission]:
+    """The listed submissions: each subreddit's listing, or the ids, 100 a request through /api/info/.
+
+    A praw ListingGenerator can be asked again after a failed page, so a 429 loses no place."""
     if query.ids is not None:
         with api_errors(f"looking up {len(query.ids)} ids through /api/info/"):
-            yield from reddit.info(fullnames=[f"t3_{post_id}" for post_id in query.ids])
+            for start in range(0, len(query.ids), INFO_BATCH):
+                names = [f"t3_{post_id}" for post_id in query.ids[start:start + INFO_BATCH]]
+                yield from retry_429(lambda: list(reddit.info(fullnames=names)), config)
         return
     for name in query.subreddits:
         subreddit = reddit.subreddit(name)
         listing = (subreddit.top(time_filter=query.time_filter, limit=query.limit)
                    if query.listing == "top" else getattr(subreddit, query.listing)(limit=query.limit))
         with api_errors(f"reading r/{name}/{query.listing}"):
-            yield from listing
+            while (submission := retry_429(lambda: next(listing, None), config)) is not None:
+                yield submission
 
 
 def post_row(submission: praw.models.Submission) -> dict:
@@ -131,14 +151,16 @@ def read_ids(path: str | Path) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
-def scrape(reddit: praw.Reddit, query: Query, out_dir: str | Path,
-           config: Download) -> tuple[pd.DataFrame, dict]:
-    """List posts, download their images into out_dir/images; the posts.csv table and metrics."""
-    rows, skipped, listed = image_posts(submissions(reddit, query))
+def scrape(reddit: praw.Reddit, query: Query, out_dir: str | Path, config: Download,
+           store: str | Path) -> tuple[pd.DataFrame, dict]:
+    """List posts, download their images (through the download store `store`) into out_dir/images;
+    the posts.csv table and metrics."""
+    rows, skipped, listed = image_posts(submissions(reddit, query, config))
     if query.ids is not None:
         skipped["missing_from_api"] = len(query.ids) - listed  # /api/info/ omits unknown ids
     items = [download.Item(row["id"], row["url"]) for row in rows]
-    results = download.download_all(items, Path(out_dir) / "images", config, desc="reddit images")
+    results = download.download_all(items, Path(out_dir) / "images", config, store,
+                                      desc="reddit images")
     kept = download.kept_rows(rows, results, "images")
     metrics = download.scrape_metrics(listed, {k: v for k, v in skipped.items() if v}, results)
     return pd.DataFrame(kept, columns=CSV_COLUMNS), metrics

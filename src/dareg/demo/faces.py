@@ -118,18 +118,28 @@ def _locations(face_score: np.ndarray, rng: np.random.Generator) -> list[np.ndar
     return [box[None, :] for box in boxes]
 
 
-def _mat_bytes(fields: dict) -> bytes:
-    """The struct `wiki` as MATLAB 5 bytes, each field 1xN; the header is fixed (reproducible)."""
-    struct = {}
+def metadata_mat(n_entries: int, seed: int, struct: str = "wiki") -> bytes:
+    """The metadata file alone, as `wiki.mat` or (struct "imdb") as `imdb.mat`, which adds
+    celeb_id (1-based index into celeb_names) per entry; for benchmarks at the real sizes."""
+    fields, _ = _metadata(n_entries, np.random.default_rng(seed))
+    if struct == "imdb":
+        celeb_names, celeb_index = np.unique(fields["name"], return_inverse=True)
+        fields.update(celeb_names=list(celeb_names), celeb_id=celeb_index.astype(np.float64) + 1)
+    return _mat_bytes(fields, struct)
+
+
+def _mat_bytes(fields: dict, struct: str = "wiki") -> bytes:
+    """The struct as MATLAB 5 bytes, each field 1xN; the header is fixed (reproducible)."""
+    matlab = {}
     for key, values in fields.items():
         if isinstance(values, list):
             cell = np.empty((1, len(values)), dtype=object)
             cell[0, :] = values
-            struct[key] = cell
+            matlab[key] = cell
         else:
-            struct[key] = values[None, :]
+            matlab[key] = values[None, :]
     buffer = io.BytesIO()
-    scipy.io.savemat(buffer, {"wiki": struct})
+    scipy.io.savemat(buffer, {struct: matlab})
     header = b"MATLAB 5.0 MAT-file, written by dareg.demo.faces".ljust(116)
     return header + buffer.getvalue()[116:]
 

@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl, urlsplit
 from oauthlib.common import Request
 from oauthlib.oauth1.rfc5849 import signature, utils
 
+from dareg.demo.faults import FaultPlan, send_api_fault, serve_image
 from dareg.demo.social import SocialDemo
 from dareg.loopback import QuietHandler, serve
 
@@ -37,6 +38,7 @@ class _State:
     api_secret: str
     cap: int
     now: Callable[[], float]
+    faults: FaultPlan
 
 
 def fail(code: int, message: str) -> dict:
@@ -114,6 +116,9 @@ class _FlickrHandler(QuietHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
         if urlsplit(self.path).path.rstrip("/") != "/services/rest":
             return self.send_body(404, b"Not Found", "text/plain")
+        fault = self.state.faults.next_api_fault()
+        if fault:
+            return send_api_fault(self, fault)
         answer = self._answer(body, dict(parse_qsl(body)))
         return self.send_body(200, json.dumps(answer).encode(), "application/json; charset=utf-8")
 
@@ -137,21 +142,22 @@ class _FlickrHandler(QuietHandler):
         return {"photos": {**header, "photo": photos}, "stat": "ok"}
 
     def do_GET(self):  # noqa: N802 - name fixed by http.server
-        match = PHOTO_PATH.match(urlsplit(self.path).path)
+        url = urlsplit(self.path)
+        match = PHOTO_PATH.match(url.path)
         served = self.state.demo.files.get(match.group(1) + "_n.jpg") if match else None
-        if served is None:
-            return self.send_body(404, b"Not Found", "text/plain")
-        return self.send_body(served.status, served.body, served.content_type)
+        return serve_image(self, self.state.faults, url.path, url.query, served)
 
 
 @contextmanager
 def flickr_server(demo: SocialDemo, api_key: str, api_secret: str, cap: int = SEARCH_CAP,
-                  now: Callable[[], float] = time.time) -> Iterator[str]:
+                  now: Callable[[], float] = time.time, faults: FaultPlan | None = None) -> Iterator[str]:
     """Serve `demo` as Flickr on 127.0.0.1; yield the base URL (REST at base + /services/rest/).
 
-    `cap` is the most results a search reaches; `now` is the clock that views are counted to.
+    `cap` is the most results a search reaches; `now` is the clock that views are counted to;
+    `faults` plans errors for API calls and images (see dareg.demo.faults).
     """
-    state = _State(demo=demo, api_key=api_key, api_secret=api_secret, cap=cap, now=now)
+    state = _State(demo=demo, api_key=api_key, api_secret=api_secret, cap=cap, now=now,
+                   faults=faults or FaultPlan())
     handler = type("FlickrHandler", (_FlickrHandler,), {"state": state})
     with serve(handler) as base_url:
         yield base_url

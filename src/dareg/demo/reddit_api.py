@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Iterator
 from urllib.parse import parse_qs, urlsplit
 
+from dareg.demo.faults import FaultPlan, send_api_fault, serve_image
 from dareg.demo.social import SocialDemo
 from dareg.loopback import QuietHandler, serve
 
@@ -38,6 +39,7 @@ class _State:
     client_id: str
     client_secret: str
     quota: int
+    faults: FaultPlan = field(default_factory=FaultPlan)
     tokens: set[str] = field(default_factory=set)
     used: int = 0
     window_start: float = field(default_factory=time.monotonic)
@@ -129,12 +131,12 @@ class _RedditHandler(QuietHandler):
     def do_GET(self):  # noqa: N802 - name fixed by http.server
         url = urlsplit(self.path)
         if url.path.startswith("/i/"):
-            served = self.state.demo.files.get(url.path)
-            if served is None:
-                return self.send_body(404, b"404 Not Found", "text/plain")
-            return self.send_body(served.status, served.body, served.content_type)
+            return serve_image(self, self.state.faults, url.path, url.query, self.state.demo.files.get(url.path))
         if not self._bearer_ok():
             return self._json(401, {"message": "Unauthorized", "error": 401})
+        fault = self.state.faults.next_api_fault()
+        if fault:
+            return send_api_fault(self, fault)
         headers, over_quota = self.state.count_request()
         if over_quota:
             return self._json(429, {"message": "Too Many Requests", "error": 429}, headers)
@@ -163,14 +165,16 @@ class _RedditHandler(QuietHandler):
 
 
 @contextmanager
-def reddit_server(demo: SocialDemo, client_id: str, client_secret: str,
-                  quota: int = 1000) -> Iterator[str]:
+def reddit_server(demo: SocialDemo, client_id: str, client_secret: str, quota: int = 1000,
+                  faults: FaultPlan | None = None) -> Iterator[str]:
     """Serve `demo` as Reddit on 127.0.0.1; yield the base URL for reddit_url/oauth_url/short_url.
 
     `quota` is the requests allowed per 10-minute window, announced in X-Ratelimit-* headers
-    (prawcore paces itself to spread them over the window; Reddit's own is 1,000).
+    (prawcore paces itself to spread them over the window; Reddit's own is 1,000). `faults` plans
+    errors for API calls and images (see dareg.demo.faults).
     """
-    state = _State(demo=demo, client_id=client_id, client_secret=client_secret, quota=quota)
+    state = _State(demo=demo, client_id=client_id, client_secret=client_secret, quota=quota,
+                   faults=faults or FaultPlan())
     handler = type("RedditHandler", (_RedditHandler,), {"state": state})
     with serve(handler) as base_url:
         yield base_url

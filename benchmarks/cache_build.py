@@ -1,0 +1,112 @@
+"""Benchmark: our image cache build against the seed's code path, on the same JPEGs.
+
+The seed's path: `skimage.io.imread` each file, `cv2.resize` it to the training size and store
+it in a float64 array of the whole dataset. Ours: `dareg.cache.build` (parallel over the cores,
+JPEG draft-mode decoding, uint8 rows appended to the .npy on disk). Each runs in its own process;
+peak memory is that process tree's RSS, sampled every 0.1 s. Needs the bench extra
+(`pip install -e '.[bench]'`):
+    python benchmarks/cache_build.py                          # 10,000 and 60,000 250x250 JPEGs
+    python benchmarks/cache_build.py --counts 2000 --size 64
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import psutil
+from PIL import Image
+
+from dareg import cache
+from demo_repro import run_sampled  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+
+
+def write_jpeg(args: tuple[Path, int, int]) -> str:
+    """One distinct photo-like JPEG: smooth random colours plus fine noise, `side` pixels square."""
+    path, index, side = args
+    rng = np.random.default_rng(index)
+    coarse = Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).resize((side, side), Image.BICUBIC)
+    noisy = np.asarray(coarse, np.int16) + rng.integers(-12, 13, (side, side, 3))
+    Image.fromarray(noisy.clip(0, 255).astype(np.uint8)).save(path, quality=90)
+    return str(path)
+
+
+def make_images(folder: Path, count: int, side: int) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    jobs = [(folder / f"{i}.jpg", i, side) for i in range(count)]
+    with ProcessPoolExecutor(cache.available_cores()) as pool:
+        return list(pool.map(write_jpeg, jobs, chunksize=256))
+
+
+def seed_build(paths: list[str], size: int) -> np.ndarray:
+    """The seed's code path: the whole dataset as float64 in memory."""
+    import cv2
+    from skimage import io
+    images = np.zeros((len(paths), size, size, 3))
+    for i, path in enumerate(paths):
+        images[i] = cv2.resize(io.imread(path), (size, size))
+    return images
+
+
+def run_one(method: str, listing: Path, size: int, out: Path) -> None:
+    """The measured process: build one cache with `method` from the paths listed in `listing`."""
+    paths = listing.read_text().split()
+    if method == "seed":
+        np.save(out, seed_build(paths, size))
+    else:
+        cache.build(paths, size, out)
+
+
+def measure(method: str, listing: Path, size: int, out: Path) -> tuple[float, int]:
+    cmd = [sys.executable, __file__, "--run", method, "--listing", str(listing),
+           "--size", str(size), "--out", str(out)]
+    seconds, peak, _ = run_sampled(cmd, out.parent)
+    out.unlink()
+    return seconds, peak
+
+
+def compare(work: Path, paths: list[str], size: int) -> None:
+    listing = work / f"paths-{len(paths)}.txt"
+    listing.write_text("\n".join(paths))
+    figures = {"ours": measure("ours", listing, size, work / "ours.npy")}
+    seed_bytes = len(paths) * size * size * 3 * 8
+    if seed_bytes < 0.7 * psutil.virtual_memory().available:
+        figures["seed"] = measure("seed", listing, size, work / "seed.npy")
+    for method, (seconds, peak) in figures.items():
+        print(f"{len(paths):7d} images  {method:5s} {len(paths) / seconds:8.0f} images/s  "
+              f"{seconds:7.1f} s  peak {peak / 2**20:8.0f} MiB")
+    if "seed" in figures:
+        print(f"{len(paths):7d} images  speed-up x{figures['seed'][0] / figures['ours'][0]:.1f}")
+    else:
+        print(f"{len(paths):7d} images  seed   not run: its float64 array alone needs "
+              f"{seed_bytes / 2**30:.1f} GiB, more than 70% of the free memory")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--counts", type=int, nargs="+", default=[10_000, 60_000])
+    parser.add_argument("--side", type=int, default=250, help="JPEG width and height")
+    parser.add_argument("--size", type=int, default=128, help="training size (the seeds' 128)")
+    parser.add_argument("--run", choices=["ours", "seed"], help=argparse.SUPPRESS)
+    parser.add_argument("--listing", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.run:
+        return run_one(args.run, args.listing, args.size, args.out)
+    work = Path(tempfile.mkdtemp(prefix="dareg-cache-bench-"))
+    try:
+        paths = make_images(work / "images", max(args.counts), args.side)
+        print(f"{args.side}x{args.side} JPEGs -> {args.size}x{args.size}, "
+              f"{cache.available_cores()} cores")
+        for count in sorted(args.counts):
+            compare(work, paths[:count], args.size)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

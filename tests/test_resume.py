@@ -1,0 +1,71 @@
+"""A run killed after an epoch and resumed ends with the same weights as an uninterrupted one."""
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dareg import checkpoint, params, train
+from dareg.data import Split
+from dareg.models import build_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Killed(Exception):
+    pass
+
+
+def tiny_splits():
+    rng = np.random.default_rng(0)
+    def split(n, labeled=True):
+        return Split(rng.integers(0, 255, (n, 64, 64, 3), dtype=np.uint8),
+                     rng.random(n, dtype=np.float32) if labeled else None)
+    return {"source": split(20), "target_train": split(12), "target_unlabeled": split(10, False),
+            "target_val": split(6)}
+
+
+def run(p, resume, validate, log):
+    model = build_model(p.model, 64, seed=0)
+    best = train.fit(model, tiny_splits(), p.regimes["da"], p.train, p.losses, validate, log,
+                     resume=resume)
+    return model, best
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_killed_and_resumed_run_matches_an_uninterrupted_one(tmp_path, optimizer):
+    base = params.load(ROOT / "params.yaml")
+    p = replace(base, model=replace(base.model, width=0.125, dropout=0.5),  # dropout: RNG matters
+                train=replace(base.train, epochs=3, steps_per_epoch=2, device="cpu",
+                              optimizer=optimizer))
+    maes = [3.0, 1.0, 2.0]
+    whole, whole_best = run(p, None, (lambda m, it=iter(maes): next(it)), lambda e, v: None)
+
+    calls = iter(maes)
+    def validate_then_die(model):  # the kill comes during epoch 2's validation
+        mae = next(calls)
+        if mae == 1.0:
+            raise Killed
+        return mae
+    state = tmp_path / "resume" / "state.pt"
+    with pytest.raises(Killed):
+        run(p, state, validate_then_die, lambda e, v: None)
+    assert state.exists()
+    logged = []
+    resumed, resumed_best = run(p, state, (lambda m, it=iter(maes[1:]): next(it)),
+                                lambda e, v: logged.append(v))
+    for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)
+    assert resumed_best["epoch"] == whole_best["epoch"] == 2
+    assert [v["val/mae"] for v in logged] == maes  # epoch 1 re-logged from the state
+
+
+def test_resume_key_changes_with_params_and_with_data(tmp_path):
+    data = tmp_path / "source.csv"
+    data.write_text("label\n0.5\n")
+    key = checkpoint.resume_key({"train": {"lr": 0.001}}, [data])
+    assert checkpoint.resume_key({"train": {"lr": 0.001}}, [data]) == key
+    assert checkpoint.resume_key({"train": {"lr": 0.01}}, [data]) != key
+    data.write_text("label\n0.6\n")
+    assert checkpoint.resume_key({"train": {"lr": 0.001}}, [data]) != key

@@ -1,0 +1,85 @@
+"""Summary stage: regimes compared per task, paired comparisons, reports that link real PNGs."""
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dareg import plots, summary
+from dareg.errors import DataError
+
+from conftest import run
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def evaluate_output(task: str, regime: str, mae: float) -> dict:
+    ci = {"mae": {"low": mae - 1, "high": mae + 1}, "spearman": {"low": 0.5, "high": 0.9}}
+    return {"task": task, "regime": regime, "unit": "years", "n": 10, "mae": mae, "rmse": mae + 1,
+            "spearman": 0.7, "pearson": 0.8, "ci95": ci, "cs5": 0.4, "best_epoch": 3, "val_mae": 5.0,
+            "alignment": {"mmd": 0.01}, "baseline_train_mean": {"mae": 12.0, "rmse": 14.0},
+            "mae_by_decade": {"20-29": {"n": 6, "mae": mae}, "30-39": {"n": 4, "mae": mae + 2}}}
+
+
+def predictions(truth: np.ndarray, noise: float, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"actual": truth, "predicted": truth + rng.normal(0, noise, len(truth))})
+
+
+def test_report_shows_intervals_baseline_and_the_verdict_of_each_comparison():
+    block = summary.collect([evaluate_output("age", r, m) for r, m in (("no_da", 6.0), ("da", 4.0))])
+    truth = np.linspace(20, 60, 200)
+    block["age"]["comparisons"] = summary.paired_comparisons(
+        {"no_da": predictions(truth, 8, 0), "da": predictions(truth, 2, 1)}, 1000, 0)
+    report = summary.task_markdown("age", block["age"], {"predicted vs true": "../plots/x.png"})
+    assert "| da | 4.000 [3.000, 5.000] |" in report and "| baseline: training mean | 12.000 |" in report
+    assert re.search(r"\| da - no_da \| -\d\.\d{3} \| \[-\d\.\d{3}, -\d\.\d{3}\] \| yes \|", report)
+    assert "CS(5)" in report and "![age: predicted vs true](../plots/x.png)" in report
+
+
+def test_comparisons_refuse_predictions_on_different_images():
+    truth = np.arange(10.0)
+    with pytest.raises(DataError, match="same test images"):
+        summary.paired_comparisons({"no_da": predictions(truth, 1, 0),
+                                    "da": predictions(truth[::-1], 1, 0)}, 200, 0)
+
+
+def test_figures_render_as_png(tmp_path):
+    """Each figure kind renders offline to a PNG file, error bars and missing decades included."""
+    block = summary.collect([evaluate_output("age", r, m) for r, m in (("no_da", 6.0), ("da", 4.0))])
+    truth = np.linspace(20, 60, 50)
+    curve = pd.DataFrame({"step": [0, 1, 2], "mae": [9.0, 7.0, 6.0]})
+    figures = {
+        "side": plots.regimes_side_by_side(block["age"], "age"),
+        "scatter": plots.predicted_vs_actual({"da": predictions(truth, 2, 0)}, "age", "years"),
+        "curves": plots.learning_curves({"da": {"val/mae": curve}, "no_da": {}}, "age", "years"),
+        "decades": plots.error_by_decade({"da": {"20-29": {"n": 3, "mae": 2.0}},
+                                          "no_da": {"70-79": {"n": 1, "mae": 9.0}}}, 12.0),
+    }
+    for name, fig in figures.items():
+        plots.save(fig, tmp_path / f"{name}.png")
+        assert (tmp_path / f"{name}.png").read_bytes()[:8] == PNG_MAGIC
+        assert (tmp_path / f"{name}.png").stat().st_size > 5000
+
+
+@pytest.mark.pipeline
+def test_summary_stage_writes_reports_whose_figure_links_resolve(pipeline):
+    table = json.loads((pipeline / "metrics" / "summary.json").read_text())
+    assert set(table["age"]["comparisons"]) == {"no_da - no_source", "da - no_source", "da - no_da"}
+    for report in ("metrics/summary.md", "metrics/age/report.md", "metrics/popularity/report.md"):
+        path = pipeline / report
+        links = re.findall(r"!\[[^]]*\]\(([^)]+\.png)\)", path.read_text())
+        assert len(links) >= 3, report
+        for link in links:
+            assert (path.parent / link).read_bytes()[:8] == PNG_MAGIC, (report, link)
+    assert (pipeline / "metrics" / "plots" / "age_error_by_age_decade.png").exists()
+    assert not (pipeline / "metrics" / "plots" / "popularity_error_by_age_decade.png").exists()
+
+
+@pytest.mark.pipeline
+def test_plots_are_git_tracked_not_dvc_cached(pipeline):
+    """PNGs and plot data live in git (cache: false): a fresh clone has them without a remote."""
+    for path in ("metrics/plots/age_regimes_side_by_side.png", "metrics/age/predictions/da.csv",
+                 "metrics/age/report.md"):
+        assert run(["git", "check-ignore", "-q", path], pipeline, check=False).returncode == 1, path
