@@ -9,7 +9,7 @@ import pandas as pd
 from dareg import checkpoint, cli, evaluate, params
 from dareg.data import load_split, unscale
 from dareg.io import write_csv, write_json
-from dareg.train import pick_device, predict
+from dareg.train import infer, pick_device
 
 
 def label_metrics(truth: np.ndarray, pred: np.ndarray, unit: str, cfg: params.Evaluate) -> dict:
@@ -36,13 +36,12 @@ def main() -> None:
     test = load_split(args.cache, args.splits, "target_test", scaling["target"])
     source = load_split(args.cache, args.splits, "source", None)
     model = checkpoint.restore_model(ckpt)
-    scaled_pred = predict(model, test.images, device)
+    scaled_pred, test_features = infer(model, test.images, device)  # one pass for both
     per_label = scaling["per_label"]
     truth = unscale(test.labels, scaling["target"]) * per_label
     pred = unscale(scaled_pred, scaling["target"]) * per_label
     train_truth = pd.read_csv(args.splits / "target_train.csv")["label"].to_numpy() * per_label
-    alignment = evaluate.alignment_mmd(evaluate.features(model, source.images, device),
-                                       evaluate.features(model, test.images, device),
+    alignment = evaluate.alignment_mmd(infer(model, source.images, device)[1], test_features,
                                        cfg.mmd_samples, cfg.seed)
     metrics = {**label_metrics(truth, pred, scaling["unit"], cfg),
                "normalized": evaluate.regression_metrics(test.labels, scaled_pred),

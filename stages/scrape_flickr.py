@@ -37,10 +37,7 @@ def main() -> None:
     args = parser.parse_args()
     config = params.load()
     cfg = config.flickr
-    search = flickr.Search(
-        flickr.parse_date(cfg.min_upload_date, "flickr.min_upload_date"),
-        flickr.parse_date(cfg.max_upload_date, "flickr.max_upload_date"),
-        cfg.text, cfg.tags, cfg.license, cfg.content_type, cfg.url_size, cfg.per_page, cfg.max_photos)
+    search = flickr.Search.from_params(cfg)
     with ExitStack() as stack:
         api_key, api_secret, rest_url, calls_per_second = open_service(
             cfg, (search.min_upload, search.max_upload), stack)

@@ -11,7 +11,6 @@ import torch
 from scipy import stats
 
 from dareg import losses
-from dareg.data import to_input
 
 
 def regression_metrics(truth: np.ndarray, pred: np.ndarray) -> dict:
@@ -105,14 +104,6 @@ def paired_mae_difference(truth: np.ndarray, pred_a: np.ndarray, pred_b: np.ndar
 
 
 @torch.no_grad()
-def features(model: torch.nn.Module, images: np.ndarray, device, batch_size: int = 256) -> torch.Tensor:
-    """The model's features (N, feature_dim) for uint8 images (N, H, W, 3), in eval mode, on the CPU."""
-    model.eval().to(device)
-    chunks = [model(to_input(images[i:i + batch_size], torch.device(device)))[1].float().cpu()
-              for i in range(0, len(images), batch_size)]
-    return torch.cat(chunks)
-
-
 def alignment_mmd(f_s: torch.Tensor, f_t: torch.Tensor, max_samples: int, seed: int) -> dict:
     """Unbiased squared MMD between source and target features with one Gaussian kernel whose
     bandwidth is the median pairwise squared distance of the pooled sample (median heuristic).

@@ -22,7 +22,7 @@ import requests
 
 from dareg import download
 from dareg.errors import DataError
-from dareg.params import Download
+from dareg.params import Download, Flickr
 
 CSV_COLUMNS = ["id", "owner", "views", "date_upload", "scraped_at", "url", "file"]
 SEARCH_CAP = 4000
@@ -46,6 +46,13 @@ class Search:
     per_page: int
     max_photos: int
     result_cap: int = SEARCH_CAP
+
+    @classmethod
+    def from_params(cls, cfg: Flickr) -> "Search":
+        """The search the `flickr` params describe, with the window's dates parsed."""
+        return cls(parse_date(cfg.min_upload_date, "flickr.min_upload_date"),
+                   parse_date(cfg.max_upload_date, "flickr.max_upload_date"), cfg.text, cfg.tags,
+                   cfg.license, cfg.content_type, cfg.url_size, cfg.per_page, cfg.max_photos)
 
 
 def parse_date(value: str | int, key: str) -> int:

@@ -87,15 +87,26 @@ def forward(model: nn.Module, images: np.ndarray, device: torch.device):
 
 
 @torch.no_grad()
-def predict(model: nn.Module, images: np.ndarray, device, batch_size: int = 256) -> np.ndarray:
-    """Predictions in the scaled label range for uint8 images (N, H, W, 3), in eval mode."""
+def infer(model: nn.Module, images: np.ndarray, device, batch_size: int = 256
+          ) -> tuple[np.ndarray, torch.Tensor]:
+    """One eval-mode pass over uint8 images (N, H, W, 3): predictions in the scaled label range
+    (N,) and the features (N, feature_dim), float32 on the CPU."""
     model.eval()
     device = torch.device(device)
-    outputs = []
+    preds, feats = [], []
     for i in range(0, len(images), batch_size):
         with torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
-            outputs.append(model(to_input(images[i:i + batch_size], device))[0].float().cpu())
-    return torch.cat(outputs).numpy() if outputs else np.zeros(0, np.float32)
+            pred, feat = model(to_input(images[i:i + batch_size], device))[:2]
+        preds.append(pred.float().cpu())
+        feats.append(feat.float().cpu())
+    if not preds:
+        return np.zeros(0, np.float32), torch.zeros(0, 0)
+    return torch.cat(preds).numpy(), torch.cat(feats)
+
+
+def predict(model: nn.Module, images: np.ndarray, device, batch_size: int = 256) -> np.ndarray:
+    """Predictions in the scaled label range for uint8 images (N, H, W, 3), in eval mode."""
+    return infer(model, images, device, batch_size)[0]
 
 
 def epoch_lrs(cfg: Train, epoch: int) -> tuple[float, float]:
