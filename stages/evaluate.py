@@ -1,5 +1,6 @@
-"""Stage evaluate@{task}-{regime}: metrics of a checkpoint on the target test split, in label units,
-with bootstrap intervals, the training-mean baseline and the source/target feature MMD."""
+"""Stage evaluate@{task}-{regime}: every seed's checkpoint on the target test split, in label units;
+the mean over seeds with bootstrap intervals, the spread across seeds, the training-mean baseline
+and the source/target feature MMD."""
 import argparse
 from pathlib import Path
 
@@ -7,54 +8,78 @@ import numpy as np
 import pandas as pd
 
 from dareg import checkpoint, cli, evaluate, params
-from dareg.data import load_split, unscale
+from dareg.data import Split, load_split, unscale
 from dareg.io import write_csv, write_json
 from dareg.train import infer, pick_device
 
+SCORES = ("mae", "rmse", "spearman", "pearson")
 
-def label_metrics(truth: np.ndarray, pred: np.ndarray, unit: str, cfg: params.Evaluate) -> dict:
-    """Metrics in label units, their bootstrap intervals and, for ages, CS(5) and MAE by decade."""
-    metrics = {**evaluate.regression_metrics(truth, pred), "unit": unit,
-               "ci95": evaluate.bootstrap_ci(truth, pred, cfg.bootstrap_samples, cfg.seed)}
+
+def score(truth: np.ndarray, pred: np.ndarray, unit: str) -> dict:
+    """One seed's metrics in label units; for ages also CS(5) and MAE by decade."""
+    metrics = evaluate.regression_metrics(truth, pred)
     if unit == "years":
-        metrics["cs5"] = evaluate.cumulative_score(truth, pred, 5.0)
-        metrics["mae_by_decade"] = evaluate.mae_by_decade(truth, pred)
+        metrics |= {"cs5": evaluate.cumulative_score(truth, pred, 5.0),
+                    "mae_by_decade": evaluate.mae_by_decade(truth, pred)}
     return metrics
+
+
+def run_seed(path: Path, test: Split, source: Split, cfg: params.Evaluate) -> dict:
+    """One checkpoint: its scaled test predictions, metadata and source/target feature MMD."""
+    ckpt = checkpoint.load(path)
+    model, device = checkpoint.restore_model(ckpt), pick_device("auto")
+    scaled, test_features = infer(model, test.images, device)  # one pass for both
+    alignment = evaluate.alignment_mmd(infer(model, source.images, device)[1], test_features,
+                                       cfg.mmd_samples, cfg.seed)
+    return {"seed": ckpt["train"]["seed"], "scaled": scaled, "alignment": alignment,
+            "best_epoch": ckpt["epoch"], "val_mae": ckpt["val_mae"],
+            **{k: ckpt[k] for k in ("task", "regime", "scaling")}}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("--checkpoints", type=Path, required=True,
+                        help="models/{task}/{regime}: a seed-{seed}.pt per training seed")
     parser.add_argument("--splits", type=Path, required=True, help="data/splits/{task}")
     parser.add_argument("--cache", type=Path, required=True, help="data/cache/{task}")
     parser.add_argument("--out", type=Path, required=True, help="metrics JSON to write")
     parser.add_argument("--predictions", type=Path, required=True, help="plot data CSV to write")
     args = parser.parse_args()
     cfg = params.load().evaluate
-    ckpt = checkpoint.load(args.checkpoint)
-    scaling, device = ckpt["scaling"], pick_device("auto")
+    paths = checkpoint.seed_files(args.checkpoints)
+    scaling = checkpoint.load(paths[0])["scaling"]
     test = load_split(args.cache, args.splits, "target_test", scaling["target"])
     source = load_split(args.cache, args.splits, "source", None)
-    model = checkpoint.restore_model(ckpt)
-    scaled_pred, test_features = infer(model, test.images, device)  # one pass for both
-    per_label = scaling["per_label"]
+    runs = [run_seed(p, test, source, cfg) for p in paths]
+    checkpoint.same_origin(runs, paths)
+    per_label, unit = scaling["per_label"], scaling["unit"]
     truth = unscale(test.labels, scaling["target"]) * per_label
-    pred = unscale(scaled_pred, scaling["target"]) * per_label
+    preds = np.stack([unscale(r["scaled"], scaling["target"]) * per_label for r in runs])  # (seeds, n)
     train_truth = pd.read_csv(args.splits / "target_train.csv")["label"].to_numpy() * per_label
-    alignment = evaluate.alignment_mmd(infer(model, source.images, device)[1], test_features,
-                                       cfg.mmd_samples, cfg.seed)
-    metrics = {**label_metrics(truth, pred, scaling["unit"], cfg),
-               "normalized": evaluate.regression_metrics(test.labels, scaled_pred),
+    per_seed = [{"seed": r["seed"], **score(truth, pred, unit), "ci95": evaluate.bootstrap_ci(
+                    truth, pred, cfg.bootstrap_samples, cfg.seed), "best_epoch": r["best_epoch"],
+                 "val_mae": r["val_mae"], "alignment": r["alignment"]} for r, pred in zip(runs, preds)]
+    mean = evaluate.mean_over_seeds([{k: v for k, v in s.items() if k not in ("seed", "ci95", "best_epoch")}
+                                     for s in per_seed])
+    metrics = {**mean, "unit": unit,
+               "ci95": evaluate.bootstrap_ci(truth, preds, cfg.bootstrap_samples, cfg.seed),
+               "seed_spread": {k: evaluate.seed_spread([s[k] for s in per_seed]) for k in SCORES},
+               "normalized": evaluate.mean_over_seeds(
+                   [evaluate.regression_metrics(test.labels, r["scaled"]) for r in runs]),
                "baseline_train_mean": evaluate.baseline(truth, train_truth),
-               "alignment": alignment, "task": ckpt["task"], "regime": ckpt["regime"],
-               "best_epoch": ckpt["epoch"], "val_mae": ckpt["val_mae"],
-               **evaluate.provenance(Path.cwd(), ckpt["train"]["seed"])}
+               "task": runs[0]["task"], "regime": runs[0]["regime"],
+               "best_epochs": [s["best_epoch"] for s in per_seed], "per_seed": per_seed,
+               **evaluate.provenance(Path.cwd(), [r["seed"] for r in runs])}
     write_json(args.out, metrics)
-    write_csv(args.predictions, pd.DataFrame({"actual": truth, "predicted": pred}).round(4))
-    print(f"evaluate@{ckpt['task']}-{ckpt['regime']}: MAE {metrics['mae']:.3f} {scaling['unit']} "
-          f"(95% CI {metrics['ci95']['mae']['low']:.3f}-{metrics['ci95']['mae']['high']:.3f}; baseline "
+    write_csv(args.predictions, pd.DataFrame({"seed": np.repeat(metrics["seeds"], len(truth)),
+                                              "actual": np.tile(truth, len(runs)),
+                                              "predicted": preds.ravel()}).round(4))
+    spread = metrics["seed_spread"]["mae"]
+    print(f"evaluate@{metrics['task']}-{metrics['regime']}: MAE {metrics['mae']:.3f} {unit} "
+          f"(95% CI {metrics['ci95']['mae']['low']:.3f}-{metrics['ci95']['mae']['high']:.3f}; "
+          f"sd over {len(runs)} seeds {spread['std']:.3f}; baseline "
           f"{metrics['baseline_train_mean']['mae']:.3f}), n={metrics['n']}, "
-          f"source/target feature MMD {alignment['mmd']:.4f}")
+          f"source/target feature MMD {metrics['alignment']['mmd']:.4f}")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,14 @@
-"""Stage train@{task}-{regime}: train one regime on one task and save the best checkpoint.
+"""Stage train@{task}-{regime}: train one regime on one task, once per seed in train.seeds, and save
+each run's best checkpoint as {out}/seed-{seed}.pt.
 
 With train.processes > 1 it relaunches itself under torchrun (one process per GPU, or gloo on CPU).
 """
 import argparse
 import contextlib
 import os
+import shutil
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,7 @@ from dvclive import Live
 
 from dareg import checkpoint, cli, distributed, params
 from dareg.data import load_split, unscale
-from dareg.io import read_json
+from dareg.io import atomic_path, read_json
 from dareg.models import build_model
 from dareg.params import ParamsError
 from dareg.train import fit, pick_device, predict
@@ -29,7 +31,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--regime", required=True, help="a key under `regimes` in params.yaml")
     parser.add_argument("--splits", type=Path, required=True, help="data/splits/{task}")
     parser.add_argument("--cache", type=Path, required=True, help="data/cache/{task}")
-    parser.add_argument("--out", type=Path, required=True, help="checkpoint to write")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="folder for the checkpoints, one seed-{seed}.pt per training seed")
     parser.add_argument("--live", type=Path, required=True, help="DVCLive folder for curves")
     parser.add_argument("--resume", type=Path, required=True,
                         help="folder for the per-epoch resume state (not a DVC output)")
@@ -53,7 +56,6 @@ def main() -> None:
     splits = {name: load_split(args.cache, args.splits, name, scaling[domain])
               for name, domain in SPLIT_DOMAINS}
     image_size = splits["source"].images.shape[1]
-    model = build_model(p.model, image_size, seed=p.train.seed)
     val = splits["target_val"]
     val_truth = unscale(val.labels, scaling["target"]) * scaling["per_label"]
     device = distributed.setup(pick_device(p.train.device))
@@ -63,30 +65,54 @@ def main() -> None:
         pred = unscale(predict(net, val.images, device), scaling["target"]) * scaling["per_label"]
         return float(np.mean(np.abs(pred - val_truth)))
 
-    config = {"model": asdict(p.model), "train": asdict(p.train), "losses": asdict(p.losses),
-              "regime": asdict(regime)}
     inputs = [f for d in (args.splits, args.cache) for f in d.iterdir() if f.is_file()]
-    state_file = args.resume / f"{checkpoint.resume_key(config, inputs)}.pt"
     live_or_none = (Live(str(args.live), dvcyaml=None, save_dvc_exp=False, report=None)
                     if rank == 0 else contextlib.nullcontext())  # rank 0 alone logs and saves
     with live_or_none as live:
-        def log(epoch: int, values: dict) -> None:
-            for name, value in (values.items() if live else ()):
-                live.log_metric(name, value)
-            if live:
-                live.next_step()
-
-        best = fit(model, splits, regime, p.train, p.losses, validate, log,
-                   desc=f"{args.task}-{args.regime}", resume=state_file)
+        finished = {}
+        for seed in p.train.seeds:
+            cfg = replace(p.train, seed=seed)
+            config = {"model": asdict(p.model), "losses": asdict(p.losses), "regime": asdict(regime),
+                      "train": {k: v for k, v in asdict(cfg).items() if k != "repeats"}}
+            state = args.resume / checkpoint.resume_key(config, inputs)  # this seed's resume files
+            finished[seed] = state.with_suffix(".done.pt")  # kept until every seed is done
+            if finished[seed].exists():  # trained before the stage was killed: replay its curve
+                for epoch, values in enumerate(checkpoint.load(finished[seed])["history"]):
+                    log_epoch(live, seed, epoch, values)
+                continue
+            best = fit(build_model(p.model, image_size, seed=seed), splits, regime, cfg, p.losses,
+                       validate, lambda epoch, values: log_epoch(live, seed, epoch, values),
+                       desc=f"{args.task}-{args.regime} seed {seed}", resume=state.with_suffix(".pt"))
+            if rank == 0:
+                meta = {"task": args.task, "regime": args.regime, "epoch": best["epoch"],
+                        "val_mae": best["val_mae"], "history": best["history"], "train": asdict(cfg),
+                        "losses": asdict(p.losses), "regime_config": asdict(regime)}
+                checkpoint.save(checkpoint.make(best["state"], p.model, image_size, scaling, meta),
+                                finished[seed])
+                state.with_suffix(".pt").unlink(missing_ok=True)
+                print(f"train@{args.task}-{args.regime} seed {seed}: best epoch {best['epoch']}, "
+                      f"validation MAE {best['val_mae']:.3f} {scaling['unit']}")
     if rank == 0:
-        meta = {"task": args.task, "regime": args.regime, "epoch": best["epoch"],
-                "val_mae": best["val_mae"], "train": asdict(p.train), "losses": asdict(p.losses),
-                "regime_config": asdict(regime)}
-        ckpt = checkpoint.make(best["state"], p.model, image_size, scaling, meta)
-        checkpoint.save(ckpt, args.out)
-        state_file.unlink(missing_ok=True)
-        print(f"train@{args.task}-{args.regime}: best epoch {best['epoch']}, "
-              f"validation MAE {best['val_mae']:.3f} {scaling['unit']}")
+        publish(finished, args.out)
+
+
+def log_epoch(live: Live | None, seed: int, epoch: int, values: dict) -> None:
+    """One epoch's values as DVCLive step `epoch`, named seed-{seed}/{name} (rank 0 only)."""
+    if live is None:
+        return
+    live.step = epoch
+    for name, value in values.items():
+        live.log_metric(f"seed-{seed}/{name}", value)
+    live.next_step()
+
+
+def publish(finished: dict[int, Path], out: Path) -> None:
+    """Copy each seed's checkpoint to out/seed-{seed}.pt, then drop the resume copies."""
+    for seed, done in finished.items():
+        with atomic_path(out / f"seed-{seed}.pt") as tmp:
+            shutil.copyfile(done, tmp)
+    for done in finished.values():
+        done.unlink()
 
 
 if __name__ == "__main__":

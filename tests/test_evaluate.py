@@ -69,8 +69,8 @@ def test_alignment_mmd_grows_with_a_shift_and_respects_the_sample_cap():
 
 
 def test_provenance_names_versions_and_no_commit_outside_git(tmp_path):
-    info = evaluate.provenance(tmp_path, seed=7)
-    assert info["git_commit"] is None and info["seed"] == 7
+    info = evaluate.provenance(tmp_path, seeds=[7, 8])
+    assert info["git_commit"] is None and info["seed"] == 7 and info["seeds"] == [7, 8]
     assert info["torch"] == torch.__version__ and info["dvc"][0].isdigit()
 
 
@@ -84,7 +84,44 @@ def test_evaluate_stage_writes_intervals_baseline_alignment_and_provenance(pipel
             assert m["ci95"]["mae"]["low"] <= m["mae"] <= m["ci95"]["mae"]["high"]
             assert m["normalized"]["n"] == m["n"] and m["baseline_train_mean"]["mae"] > 0
             assert np.isfinite(m["alignment"]["mmd"]) and m["alignment"]["bandwidth"] > 0
-            assert len(m["git_commit"]) == 40 and m["seed"] == 0
+            assert len(m["git_commit"]) == 40 and m["seed"] == 0 and m["seeds"] == [0, 1]
+            assert [s["seed"] for s in m["per_seed"]] == [0, 1] and len(m["best_epochs"]) == 2
+            maes = [s["mae"] for s in m["per_seed"]]
+            assert m["mae"] == pytest.approx(np.mean(maes))
+            assert m["seed_spread"]["mae"]["std"] == pytest.approx(np.std(maes, ddof=1))
             assert ("cs5" in m) == (task == "age") and ("mae_by_decade" in m) == (task == "age")
     age = json.loads((pipeline / "metrics" / "age" / "da.json").read_text())
     assert sum(d["n"] for d in age["mae_by_decade"].values()) == age["n"]
+
+
+def test_one_seed_as_a_row_gives_the_same_intervals_as_a_vector():
+    rng = np.random.default_rng(0)
+    truth = rng.uniform(0, 80, 200)
+    pred, other = truth + rng.normal(0, 5, 200), truth + rng.normal(0, 3, 200)
+    assert evaluate.bootstrap_ci(truth, pred[None], 500, 0) == evaluate.bootstrap_ci(truth, pred, 500, 0)
+    row = evaluate.paired_mae_difference(truth, pred[None], other[None], 500, 0)
+    flat = evaluate.paired_mae_difference(truth, pred, other, 500, 0)
+    assert row["ci"] == pytest.approx(flat["ci"]) and row["difference"] == pytest.approx(flat["difference"])
+
+
+def test_paired_difference_counts_the_spread_between_seeds_as_noise():
+    """Seeds of `a` that score 1 and 6 years against `b` at 3.5: no verdict, and a wide interval,
+    although images alone would make the seed-mean gap look small and tight."""
+    rng = np.random.default_rng(0)
+    truth = rng.uniform(0, 80, 400)
+    a = np.stack([truth + rng.choice([-1.0, 1.0], 400), truth + rng.choice([-6.0, 6.0], 400)])
+    b = np.stack([truth + rng.choice([-3.5, 3.5], 400)] * 2)
+    gap = evaluate.paired_mae_difference(truth, a, b, 2000, seed=0)
+    assert gap["difference"] == pytest.approx(0.0) and not gap["beyond_noise"]
+    assert gap["ci"]["low"] < -2 and gap["ci"]["high"] > 2  # about the seeds' -2.5 and +2.5
+
+
+def test_seed_spread_and_mean_over_seeds():
+    assert evaluate.seed_spread([1.0, 2.0, 3.0]) == {"mean": 2.0, "std": 1.0, "min": 1.0, "max": 3.0}
+    assert evaluate.seed_spread([4.0])["std"] == 0.0 and evaluate.seed_spread([0.5, None]) is None
+    seeds = [{"mae": 2.0, "n": 10, "spearman": None, "by": {"20-29": {"n": 4, "mae": 1.0}}},
+             {"mae": 4.0, "n": 10, "spearman": 0.5, "by": {"20-29": {"n": 4, "mae": 3.0},
+                                                          "30-39": {"n": 6, "mae": 5.0}}}]
+    assert evaluate.mean_over_seeds(seeds) == {
+        "mae": 3.0, "n": 10, "spearman": None,
+        "by": {"20-29": {"n": 4, "mae": 2.0}, "30-39": {"n": 6, "mae": 5.0}}}

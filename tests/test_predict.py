@@ -18,9 +18,9 @@ def test_predictions_match_the_evaluate_stage_on_the_test_images(pipeline, tmp_p
     monkeypatch.chdir(pipeline)
     files = pd.read_csv(pipeline / "data/splits/age/target_test.csv")["image"].tolist()
     out = tmp_path / "predictions.csv"
-    predict.main(["models/age/da.pt", *files, "--out", str(out), "--batch-size", "5"])
+    predict.main(["models/age/da/seed-1.pt", *files, "--out", str(out), "--batch-size", "5"])
     table = pd.read_csv(out)
-    expected = pd.read_csv(pipeline / "metrics/age/predictions/da.csv")["predicted"]
+    expected = pd.read_csv(pipeline / "metrics/age/predictions/da.csv").query("seed == 1")["predicted"]
     assert table["image"].tolist() == files and set(table["unit"]) == {"years"}
     np.testing.assert_allclose(table["predicted"], expected, atol=2e-3)
 
@@ -45,8 +45,14 @@ def test_an_unreadable_image_stops_the_command_naming_it(pipeline, tmp_path):
     shutil.copy(good, folder / "good.jpg")
     (folder / "broken.jpg").write_bytes(good.read_bytes()[:200])  # a truncated JPEG
     out = tmp_path / "predictions.csv"
-    result = run(["python", "-m", "dareg.predict", str(pipeline / "models/age/da.pt"), str(folder),
+    result = run(["python", "-m", "dareg.predict", str(pipeline / "models/age/da/seed-0.pt"), str(folder),
                   "--out", str(out)], tmp_path, check=False)
     assert result.returncode == 2
     assert "broken.jpg: unreadable image" in result.stderr and "Traceback" not in result.stderr
     assert not out.exists()
+
+
+def test_a_folder_of_seeds_is_refused_naming_a_checkpoint_inside(pipeline, tmp_path):
+    result = run(["python", "-m", "dareg.predict", str(pipeline / "models/age/da"),
+                  str(pipeline / "data/raw/wiki"), "--out", str(tmp_path / "p.csv")], tmp_path, check=False)
+    assert result.returncode == 2 and "models/age/da/seed-0.pt" in result.stderr

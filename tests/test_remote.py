@@ -66,7 +66,7 @@ def push_then_pull(a: Path, b: Path, configure: list[list[str]]) -> subprocess.C
 def assert_up_to_date(b: Path, repro: subprocess.CompletedProcess) -> None:
     assert "Running stage" not in repro.stdout, repro.stdout
     assert "Data and pipelines are up to date" in repro.stdout, repro.stdout
-    assert (b / "models" / "age" / "da.pt").exists() and (b / "data" / "cache" / "age").is_dir()
+    assert (b / "models" / "age" / "da" / "seed-0.pt").exists() and (b / "data" / "cache" / "age").is_dir()
     status = run(["dvc", "status", "-c"], b).stdout
     assert "in sync" in status, status
 

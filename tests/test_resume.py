@@ -1,4 +1,8 @@
 """A run killed after an epoch and resumed ends with the same weights as an uninterrupted one."""
+import shutil
+import signal
+import subprocess
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -9,6 +13,8 @@ import torch
 from dareg import checkpoint, params, train
 from dareg.data import Split
 from dareg.models import build_model
+
+from conftest import env, run as run_cmd
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,3 +75,34 @@ def test_resume_key_changes_with_params_and_with_data(tmp_path):
     assert checkpoint.resume_key({"train": {"lr": 0.01}}, [data]) != key
     data.write_text("label\n0.6\n")
     assert checkpoint.resume_key({"train": {"lr": 0.001}}, [data]) != key
+
+
+@pytest.mark.pipeline
+def test_a_train_stage_killed_in_its_second_seed_keeps_the_first(pipeline, tmp_path):
+    """SIGKILL once seed 0 is done: the rerun trains seed 1 only, seed 0's checkpoint is the one
+    saved before the kill, its curve is replayed into DVCLive, and no resume file is left."""
+    repo = tmp_path / "repo"
+    shutil.copytree(pipeline, repo, symlinks=True)
+    text = (repo / "params.yaml").read_text().replace("steps_per_epoch: 3", "steps_per_epoch: 40")
+    (repo / "params.yaml").write_text(text)
+    resume = repo / "data/resume/age-no_source"
+    shutil.rmtree(resume, ignore_errors=True)
+    cmd = ["python", "stages/train.py", "--task", "age", "--regime", "no_source", "--splits",
+           "data/splits/age", "--cache", "data/cache/age", "--out", "models/age/no_source",
+           "--live", "metrics/train/age/no_source", "--resume", str(resume)]
+    shutil.rmtree(repo / "models/age/no_source")
+    proc = subprocess.Popen(cmd, cwd=repo, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not list(resume.glob("*.done.pt")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = list(resume.glob("*.done.pt"))
+    assert len(done) == 1 and not (repo / "models/age/no_source").exists(), "killed too late"
+    saved = done[0].read_bytes()
+    rerun = run_cmd(cmd, repo)
+    assert "seed 1: best epoch" in rerun.stdout and "seed 0: best epoch" not in rerun.stdout
+    assert (repo / "models/age/no_source/seed-0.pt").read_bytes() == saved
+    assert not list(resume.iterdir())
+    curve = (repo / "metrics/train/age/no_source/plots/metrics/seed-0/val/mae.tsv").read_text()
+    assert len(curve.splitlines()) == 1 + 2  # header and both epochs, replayed

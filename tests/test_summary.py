@@ -17,7 +17,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def evaluate_output(task: str, regime: str, mae: float) -> dict:
     ci = {"mae": {"low": mae - 1, "high": mae + 1}, "spearman": {"low": 0.5, "high": 0.9}}
     return {"task": task, "regime": regime, "unit": "years", "n": 10, "mae": mae, "rmse": mae + 1,
-            "spearman": 0.7, "pearson": 0.8, "ci95": ci, "cs5": 0.4, "best_epoch": 3, "val_mae": 5.0,
+            "spearman": 0.7, "pearson": 0.8, "ci95": ci, "cs5": 0.4, "best_epochs": [3], "val_mae": 5.0, "seeds": [0],
             "alignment": {"mmd": 0.01}, "baseline_train_mean": {"mae": 12.0, "rmse": 14.0},
             "mae_by_decade": {"20-29": {"n": 6, "mae": mae}, "30-39": {"n": 4, "mae": mae + 2}}}
 
@@ -36,6 +36,45 @@ def test_report_shows_intervals_baseline_and_the_verdict_of_each_comparison():
     assert "| da | 4.000 [3.000, 5.000] |" in report and "| baseline: training mean | 12.000 |" in report
     assert re.search(r"\| da - no_da \| -\d\.\d{3} \| \[-\d\.\d{3}, -\d\.\d{3}\] \| yes \|", report)
     assert "CS(5)" in report and "![age: predicted vs true](../plots/x.png)" in report
+    assert "One training seed (0)" in report
+
+
+def seeded(truth: np.ndarray, noises: list[float]) -> pd.DataFrame:
+    """A predictions CSV in long form: one block of rows per seed."""
+    return pd.concat([predictions(truth, noise, s).assign(seed=s) for s, noise in enumerate(noises)])
+
+
+def test_report_with_several_seeds_shows_their_spread_and_each_best_epoch():
+    outputs = [evaluate_output("age", r, m) for r, m in (("no_da", 6.0), ("da", 4.0))]
+    for m in outputs:
+        m |= {"seeds": [0, 1, 2], "best_epochs": [3, 5, 4],
+              "seed_spread": {"mae": {"std": 0.25}, "spearman": {"std": 0.02}}}
+    block = summary.collect(outputs)["age"]
+    truth = np.linspace(20, 60, 100)
+    block["comparisons"] = summary.paired_comparisons(
+        {"no_da": seeded(truth, [8, 7, 9]), "da": seeded(truth, [2, 3, 2])}, 1000, 0)
+    report = summary.task_markdown("age", block, {})
+    assert "| da | 4.000 ± 0.250 [3.000, 5.000] |" in report and "| 3, 5, 4 |" in report
+    assert "trained 3 times (seeds 0, 1, 2)" in report and block["comparisons"]["da - no_da"]["beyond_noise"]
+
+
+def test_comparisons_refuse_seeds_scored_on_different_images():
+    frame = seeded(np.arange(10.0), [1, 1])
+    frame.loc[frame["seed"] == 1, "actual"] += 1
+    with pytest.raises(DataError, match="its seeds are not on the same test images"):
+        summary.paired_comparisons({"da": frame, "no_da": seeded(np.arange(10.0), [1, 1])}, 200, 0)
+
+
+def test_learning_curves_are_read_per_seed_from_dvclive_folders(tmp_path):
+    for seed, maes in ((0, [9.0, 7.0]), (1, [8.0, 6.0])):
+        (tmp_path / f"seed-{seed}" / "val").mkdir(parents=True)
+        (tmp_path / f"seed-{seed}" / "val" / "mae.tsv").write_text(
+            "timestamp\tstep\tmae\n" + "".join(f"{t}\t{i}\t{m}\n" for i, (t, m) in enumerate(zip([1, 2], maes))))
+    curves = plots.read_curves(tmp_path)
+    assert list(curves) == ["val/mae"]
+    assert curves["val/mae"].to_dict("list") == {"step": [0, 1], "seed-0": [9.0, 7.0], "seed-1": [8.0, 6.0]}
+    plots.save(plots.learning_curves({"da": curves}, "age", "years"), tmp_path / "c.png")
+    assert (tmp_path / "c.png").read_bytes()[:8] == PNG_MAGIC
 
 
 def test_comparisons_refuse_predictions_on_different_images():

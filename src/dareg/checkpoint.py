@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict
 from pathlib import Path
 
@@ -42,6 +43,24 @@ def load(path: Path) -> dict:
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != "dareg-checkpoint-1":
         raise DataError(f"{path}: not a dareg checkpoint; expected one written by stages/train.py")
     return checkpoint
+
+
+def seed_files(folder: Path) -> list[Path]:
+    """A trained regime's checkpoints, folder/seed-{seed}.pt, in seed order."""
+    found = {int(m[1]): p for p in Path(folder).glob("seed-*.pt")
+             if (m := re.fullmatch(r"seed-(\d+)\.pt", p.name))}
+    if not found:
+        raise DataError(f"{folder}: no seed-<n>.pt checkpoints; run `dvc repro` to train them")
+    return [found[seed] for seed in sorted(found)]
+
+
+def same_origin(records: list[dict], paths: list[Path]) -> None:
+    """Refuse to pool seeds trained for another task, regime or label scaling."""
+    for record, path in zip(records[1:], paths[1:]):
+        if any(record[k] != records[0][k] for k in ("task", "regime", "scaling")):
+            raise DataError(f"{path}: trained for {record['task']}/{record['regime']} with other "
+                            f"labels than {paths[0]}; retrain both with `dvc repro -f` of their "
+                            f"train stage")
 
 
 def restore_model(checkpoint: dict) -> nn.Module:

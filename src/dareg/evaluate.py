@@ -70,14 +70,18 @@ def bootstrap_ci(truth: np.ndarray, pred: np.ndarray, samples: int, seed: int,
                  level: float = 0.95) -> dict:
     """Percentile bootstrap intervals {"mae": {"low", "high"}, "spearman": ...} over test images.
 
-    Each resample b draws n images with replacement; spearman_b = pearson(rank(truth_b), rank(pred_b))
-    with average ranks for ties; the interval is the (1-level)/2 and (1+level)/2 quantiles.
+    pred: (n,), or (seeds, n) with one row per training seed. Each resample b draws n images with
+    replacement; spearman_b = pearson(rank(truth_b), rank(pred_b)) with average ranks for ties;
+    with several seeds a resample's statistic is the mean over seeds on the same images (so the
+    interval is for the seed-mean, over test images). The interval is the (1-level)/2 and
+    (1+level)/2 quantiles.
     """
-    truth, pred = np.asarray(truth, float), np.asarray(pred, float)
+    truth, preds = np.asarray(truth, float), np.atleast_2d(np.asarray(pred, float))
     idx = bootstrap_indices(len(truth), samples, seed)
-    t, p = truth[idx], pred[idx]
-    mae = np.abs(p - t).mean(1)
-    rho = _row_pearson(stats.rankdata(t, axis=1), stats.rankdata(p, axis=1))
+    t = truth[idx]
+    t_ranks = stats.rankdata(t, axis=1)
+    mae = np.mean([np.abs(p[idx] - t).mean(1) for p in preds], axis=0)
+    rho = np.mean([_row_pearson(t_ranks, stats.rankdata(p[idx], axis=1)) for p in preds], axis=0)
     finite = rho[np.isfinite(rho)]
     return {"level": level, "samples": samples, "mae": _interval(mae, level),
             "spearman": _interval(finite, level) if len(finite) else None}
@@ -93,14 +97,56 @@ def paired_mae_difference(truth: np.ndarray, pred_a: np.ndarray, pred_b: np.ndar
                           samples: int, seed: int, level: float = 0.95) -> dict:
     """MAE(a) - MAE(b) on the same test images, with a paired percentile bootstrap interval.
 
-    The same resampled images score both models, so what the images share cancels out; the
-    difference is beyond noise when the interval excludes 0 (negative: a has the lower error).
+    pred_a, pred_b: (n,), or (seeds, n) with one row per training seed (a regime's MAE is then the
+    mean over its seeds). Resample b draws n test images I_b, the same for both regimes, so what
+    the images share cancels out; a regime with S > 1 seeds also draws S of its seeds with
+    replacement, so the interval holds the seed-to-seed spread too:
+        diff_b = mean_{s in S_a,b} MAE_s(a; I_b) - mean_{s in S_b,b} MAE_s(b; I_b)
+    The difference is beyond noise when the interval excludes 0 (negative: a has the lower error).
     """
     truth = np.asarray(truth, float)
-    gap = np.abs(np.asarray(pred_a, float) - truth) - np.abs(np.asarray(pred_b, float) - truth)
-    ci = _interval(gap[bootstrap_indices(len(gap), samples, seed)].mean(1), level)
-    return {"difference": float(gap.mean()), "ci": ci, "level": level,
+    idx = bootstrap_indices(len(truth), samples, seed)
+    seed_rng = np.random.default_rng([seed, 1])
+
+    def resampled(pred) -> tuple[float, np.ndarray]:  # the regime's MAE and its (samples,) resamples
+        errors = np.abs(np.atleast_2d(np.asarray(pred, float)) - truth)  # (seeds, n)
+        per_seed = np.stack([e[idx].mean(1) for e in errors], axis=1)  # (samples, seeds)
+        if len(errors) > 1:
+            per_seed = np.take_along_axis(per_seed, seed_rng.integers(0, len(errors), per_seed.shape), 1)
+        return float(errors.mean()), per_seed.mean(1)
+
+    (mae_a, boot_a), (mae_b, boot_b) = resampled(pred_a), resampled(pred_b)
+    ci = _interval(boot_a - boot_b, level)
+    return {"difference": mae_a - mae_b, "ci": ci, "level": level,
             "beyond_noise": bool(ci["low"] > 0 or ci["high"] < 0)}
+
+
+def seed_spread(values: list[float | None]) -> dict | None:
+    """Mean, standard deviation (n - 1 in the denominator; 0 for one seed), min and max of a
+    metric over training seeds; None where any seed has no value (a constant prediction)."""
+    if any(v is None for v in values):
+        return None
+    v = np.asarray(values, float)
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+            "min": float(v.min()), "max": float(v.max())}
+
+
+def mean_over_seeds(records: list[dict]) -> dict:
+    """Key-wise mean of per-seed dicts of numbers (nested dicts recursively, None if any is None);
+    keys missing from some seeds (an age decade, say) are averaged over the seeds that have them."""
+    keys = list(dict.fromkeys(k for r in records for k in r))
+    mean = {}
+    for key in keys:
+        values = [r[key] for r in records if key in r]
+        if isinstance(values[0], dict):
+            mean[key] = mean_over_seeds(values)
+        elif any(v is None for v in values):
+            mean[key] = None
+        elif all(isinstance(v, int) for v in values) and len(set(values)) == 1:
+            mean[key] = values[0]  # a count, the same for every seed
+        else:
+            mean[key] = float(np.mean(values))
+    return mean
 
 
 @torch.no_grad()
@@ -120,12 +166,13 @@ def alignment_mmd(f_s: torch.Tensor, f_t: torch.Tensor, max_samples: int, seed: 
             "n_target": len(f_t)}
 
 
-def provenance(repo: Path, seed: int) -> dict:
-    """What made these numbers: the git commit (null outside a git checkout), training seed, versions."""
+def provenance(repo: Path, seeds: list[int]) -> dict:
+    """What made these numbers: the git commit (null outside a git checkout), the training seeds
+    (`seed`: the first, train.seed), the torch and dvc versions."""
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
                                 text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         commit = None
-    return {"git_commit": commit, "seed": seed, "torch": torch.__version__,
+    return {"git_commit": commit, "seed": seeds[0], "seeds": list(seeds), "torch": torch.__version__,
             "dvc": metadata.version("dvc")}

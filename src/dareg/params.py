@@ -136,6 +136,7 @@ class Train:
     lr: float
     weight_decay: float
     seed: int
+    repeats: int
     device: Literal["auto", "cpu", "cuda"]
     optimizer: Literal["adam", "sgd"]
     momentum: float
@@ -144,6 +145,15 @@ class Train:
     freeze_backbone_epochs: int
     backbone_lr_scale: float
     processes: int
+
+    def __post_init__(self):
+        if self.repeats < 1:
+            raise ParamsError(f"train.repeats is {self.repeats}: train each regime at least once")
+
+    @property
+    def seeds(self) -> list[int]:
+        """The training seeds: seed, seed + 1, ..., one per repeat."""
+        return list(range(self.seed, self.seed + self.repeats))
 
 
 @dataclass(frozen=True)

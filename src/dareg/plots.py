@@ -29,7 +29,8 @@ def save(fig: plt.Figure, path: Path) -> None:
 
 
 def predicted_vs_actual(pairs: dict[str, pd.DataFrame], task: str, unit: str) -> plt.Figure:
-    """One panel per regime: predicted against true label of each test image, with y = x."""
+    """One panel per regime: predicted against true label of each test image (of each training
+    seed, where the frame has a seed column), with y = x; the MAE is the mean over seeds."""
     fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 4.4), sharex=True,
                              sharey=True, squeeze=False, layout="constrained")
     values = np.concatenate([np.r_[f["actual"], f["predicted"]] for f in pairs.values()])
@@ -42,7 +43,9 @@ def predicted_vs_actual(pairs: dict[str, pd.DataFrame], task: str, unit: str) ->
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(f"predicted ({unit})")
     axes[0][0].legend(loc="upper left")
-    fig.suptitle(f"{task}: predicted vs true on the target test split (n = {len(frame)})")
+    seeds = frame["seed"].nunique() if "seed" in frame else 1
+    fig.suptitle(f"{task}: predicted vs true on the target test split (n = {len(frame) // seeds}"
+                 + (f"; {seeds} seeds, all points shown" if seeds > 1 else "") + ")")
     return fig
 
 
@@ -68,7 +71,9 @@ def error_by_decade(by_regime: dict[str, dict], baseline_mae: float) -> plt.Figu
 
 def learning_curves(curves: dict[str, dict[str, pd.DataFrame]], task: str, unit: str) -> plt.Figure:
     """One panel per logged series (validation MAE, then the training loss terms; learning rates
-    left out), a line per regime, over epochs; a regime that does not log a term is absent there."""
+    left out), a line per regime, over epochs; a regime that does not log a term is absent there.
+    Each series is a frame of step and one column per training seed: the line is their mean, the
+    band their range."""
     names = sorted({n for series in curves.values() for n in series if not n.startswith("lr")},
                    key=lambda n: (not n.startswith("val/"), n != "train/total", n))
     cols = min(3, len(names))
@@ -78,9 +83,11 @@ def learning_curves(curves: dict[str, dict[str, pd.DataFrame]], task: str, unit:
     for ax, name in zip(axes.flat, names):
         for i, (regime, series) in enumerate(curves.items()):
             if name in series:
-                frame = series[name]
-                ax.plot(frame["step"] + 1, frame.iloc[:, -1], marker="o", ms=3, label=regime,
-                        color=_color(regime, i))
+                epochs, seeds = series[name]["step"] + 1, series[name].drop(columns="step")
+                ax.plot(epochs, seeds.mean(axis=1), marker="o", ms=3, label=regime, color=_color(regime, i))
+                if seeds.shape[1] > 1:  # several training seeds: their range as a band
+                    ax.fill_between(epochs, seeds.min(axis=1), seeds.max(axis=1), alpha=0.2, lw=0,
+                                    color=_color(regime, i))
         ax.set(title=f"{name} ({unit})" if name.startswith("val/") else name, xlabel="epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         values = np.concatenate([line.get_ydata() for line in ax.get_lines()])
@@ -91,7 +98,8 @@ def learning_curves(curves: dict[str, dict[str, pd.DataFrame]], task: str, unit:
         ax.set_visible(False)
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=len(curves))
-    fig.suptitle(f"{task}: learning curves (DVCLive; training terms are epoch means)")
+    fig.suptitle(f"{task}: learning curves (DVCLive; training terms are epoch means; "
+                 f"with several seeds, their mean and range)")
     return fig
 
 
@@ -120,6 +128,13 @@ def regimes_side_by_side(block: dict, task: str) -> plt.Figure:
 
 
 def read_curves(folder: Path) -> dict[str, pd.DataFrame]:
-    """DVCLive's plots/metrics folder as {"val/mae": frame(step, mae), "train/mse": ...}."""
-    return {p.relative_to(folder).with_suffix("").as_posix(): pd.read_csv(p, sep="\t")
-            for p in sorted(folder.rglob("*.tsv"))}
+    """DVCLive's plots/metrics folder, which holds seed-{seed}/val/mae.tsv and so on per training
+    seed, as {"val/mae": frame(step, seed-0, seed-1, ...), "train/mse": ...}."""
+    columns: dict[str, list[pd.Series]] = {}
+    for path in sorted(folder.rglob("*.tsv")):
+        seed, *name = path.relative_to(folder).with_suffix("").parts
+        if not seed.startswith("seed-"):  # a run logged without seeds
+            seed, name = "value", [seed, *name]
+        values = pd.read_csv(path, sep="\t").set_index("step").iloc[:, -1]
+        columns.setdefault("/".join(name), []).append(values.rename(seed))
+    return {name: pd.concat(series, axis=1).reset_index() for name, series in columns.items()}

@@ -1,7 +1,7 @@
 """Predict with a trained checkpoint: image files or folders in, a CSV of predictions in label units
 (years for age, log popularity for popularity) out.
 
-    python -m dareg.predict models/age/da.pt photos/ more.jpg --out predictions.csv
+    python -m dareg.predict models/age/da/seed-0.pt photos/ more.jpg --out predictions.csv
 
 Images get the pipeline's own preprocessing (center square crop, resize to the checkpoint's input
 size); the checkpoint carries its label scaling, so no params file or data is needed.
@@ -69,12 +69,15 @@ def predict_files(ckpt: dict, paths: list[Path], batch_size: int = 64, device: s
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m dareg.predict", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", type=Path, help="a models/{task}/{regime}.pt file")
+    parser.add_argument("checkpoint", type=Path, help="a models/{task}/{regime}/seed-{seed}.pt file")
     parser.add_argument("images", type=Path, nargs="+", help="image files and/or folders")
     parser.add_argument("--out", type=Path, required=True, help="CSV to write")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     args = parser.parse_args(argv)
+    if args.checkpoint.is_dir():
+        raise DataError(f"{args.checkpoint}: a folder; pass one checkpoint, such as "
+                        f"{checkpoint.seed_files(args.checkpoint)[0]}")
     ckpt = checkpoint.load(args.checkpoint)
     table = predict_files(ckpt, image_paths(args.images), args.batch_size, args.device)
     write_csv(args.out, table)

@@ -10,7 +10,8 @@ import pandas as pd
 from dareg.errors import DataError
 from dareg.evaluate import paired_mae_difference
 
-REGIME_KEYS = ("mae", "rmse", "spearman", "pearson", "ci95", "cs5", "best_epoch", "val_mae")
+REGIME_KEYS = ("mae", "rmse", "spearman", "pearson", "ci95", "cs5", "val_mae", "seed_spread", "seeds",
+               "best_epochs")
 
 
 def collect(metrics: list[dict]) -> dict:
@@ -25,17 +26,28 @@ def collect(metrics: list[dict]) -> dict:
     return summary
 
 
+def by_seed(frame: pd.DataFrame, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(truth (n,), predictions (seeds, n)) from a predictions CSV in long form (seed, actual,
+    predicted; no seed column: one seed)."""
+    groups = [g for _, g in frame.groupby("seed", sort=True)] if "seed" in frame else [frame]
+    truth = groups[0]["actual"].to_numpy()
+    if any(not np.array_equal(g["actual"].to_numpy(), truth) for g in groups[1:]):
+        raise DataError(f"predictions of {name}: its seeds are not on the same test images in the "
+                        f"same order; rerun its evaluate stage (dvc repro)")
+    return truth, np.stack([g["predicted"].to_numpy() for g in groups])
+
+
 def paired_comparisons(predictions: dict[str, pd.DataFrame], samples: int, seed: int) -> dict:
     """{"da - no_da": MAE difference with its paired bootstrap interval, ...}: each regime against
-    every regime listed before it, scored on the same test images (same `actual` column)."""
-    regimes = list(predictions)
-    truth = predictions[regimes[0]]["actual"].to_numpy()
-    for regime in regimes[1:]:
-        if not np.array_equal(predictions[regime]["actual"].to_numpy(), truth):
-            raise DataError(f"predictions of {regime} and {regimes[0]} are not on the same test "
+    every regime listed before it, scored on the same test images (same `actual` column); with
+    several training seeds, the bootstrap resamples seeds as well as images."""
+    regimes = {name: by_seed(frame, name) for name, frame in predictions.items()}
+    first, (truth, _) = next(iter(regimes.items()))
+    for regime, (actual, _) in regimes.items():
+        if not np.array_equal(actual, truth):
+            raise DataError(f"predictions of {regime} and {first} are not on the same test "
                             f"images in the same order; rerun their evaluate stages (dvc repro)")
-    return {f"{b} - {a}": paired_mae_difference(truth, predictions[b]["predicted"].to_numpy(),
-                                                predictions[a]["predicted"].to_numpy(), samples, seed)
+    return {f"{b} - {a}": paired_mae_difference(truth, regimes[b][1], regimes[a][1], samples, seed)
             for a, b in combinations(regimes, 2)}
 
 
@@ -43,8 +55,12 @@ def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def _with_ci(value, ci) -> str:
-    return _fmt(value) if not ci else f"{_fmt(value)} [{_fmt(ci['low'])}, {_fmt(ci['high'])}]"
+def _with_spread(m: dict, key: str) -> str:
+    """value, ± its standard deviation over seeds (several seeds only), [95% CI over images]."""
+    spread = (m.get("seed_spread") or {}).get(key)
+    sd = f" ± {_fmt(spread['std'])}" if spread and len(m.get("seeds", [])) > 1 else ""
+    ci = m["ci95"].get(key)
+    return f"{_fmt(m[key])}{sd}" + (f" [{_fmt(ci['low'])}, {_fmt(ci['high'])}]" if ci else "")
 
 
 def _regime_table(block: dict) -> list[str]:
@@ -54,13 +70,24 @@ def _regime_table(block: dict) -> list[str]:
     lines = [head + " feature MMD | best epoch |", "|---" * (head.count("|") + 1) + "|"]
     for regime, m in block["regimes"].items():
         cs5 = f" {_fmt(m.get('cs5'))} |" if ages else ""
-        lines.append(f"| {regime} | {_with_ci(m['mae'], m['ci95']['mae'])} | {_fmt(m['rmse'])} | "
-                     f"{_with_ci(m['spearman'], m['ci95']['spearman'])} | {_fmt(m['pearson'])} |"
-                     f"{cs5} {m['alignment_mmd']:.4f} | {m['best_epoch']} |")
+        epochs = ", ".join(map(str, m.get("best_epochs", [])))
+        lines.append(f"| {regime} | {_with_spread(m, 'mae')} | {_fmt(m['rmse'])} | "
+                     f"{_with_spread(m, 'spearman')} | {_fmt(m['pearson'])} |"
+                     f"{cs5} {m['alignment_mmd']:.4f} | {epochs} |")
     base = block["baseline_train_mean"]
     lines.append(f"| baseline: training mean | {_fmt(base['mae'])} | {_fmt(base['rmse'])} | n/a | n/a |"
                  + (" n/a |" if ages else "") + " n/a | n/a |")
     return lines
+
+
+def _seeds_note(block: dict) -> str:
+    seeds = next(iter(block["regimes"].values())).get("seeds", [])
+    if len(seeds) > 1:
+        return (f"Each regime trained {len(seeds)} times (seeds {', '.join(map(str, seeds))}): values "
+                f"are means over the seeds, ± the standard deviation across them, [95% CI] over "
+                f"test images (bootstrap); best epoch per seed.")
+    return (f"One training seed ({', '.join(map(str, seeds))}): the [95% CI] covers test images, "
+            f"not training noise; set `train.repeats` for several seeds.")
 
 
 def _comparison_table(comparisons: dict, unit: str) -> list[str]:
@@ -76,7 +103,7 @@ def _comparison_table(comparisons: dict, unit: str) -> list[str]:
 def task_markdown(task: str, block: dict, figures: dict[str, str], heading: str = "#") -> str:
     """One task's report: the regime table, the paired comparisons and links to its figures."""
     lines = [f"{heading} {task} (target test split, n = {block['n']}, MAE/RMSE in {block['unit']})",
-             "", *_regime_table(block), "",
+             "", *_regime_table(block), "", _seeds_note(block), "",
              "Feature MMD: squared MMD between the network's features of source training and target "
              "test images (Gaussian kernel, median-heuristic bandwidth); lower means better aligned.",
              "", *_comparison_table(block["comparisons"], block["unit"]), "",

@@ -156,7 +156,8 @@ def fit(model: nn.Module, splits: dict[str, Split], regime: Regime, cfg: Train, 
         desc: str = "train", resume: Path | None = None) -> dict:
     """Train for cfg.epochs (or until `patience` epochs bring no better validation MAE); keep the
     weights with the lowest target-validation error. `resume`: a state file written after every
-    epoch and picked up if present (delete it when the run is done)."""
+    epoch and picked up if present (delete it when the run is done). Returns the best epoch's
+    record (val_mae, epoch, state) with the logged `history` of every epoch."""
     device = pick_device(cfg.device) if world()[1] == 1 else _ddp_device(cfg)
     if sum(regime.batch.values()) % world()[1]:
         raise ParamsError(f"regime batch of {sum(regime.batch.values())} images does not split "
@@ -190,7 +191,7 @@ def fit(model: nn.Module, splits: dict[str, Split], regime: Regime, cfg: Train, 
         run = next_run(run, epoch, values, model)
         if resume is not None and world()[0] == 0:
             checkpoint.save_state(resume, run, model, optimizer, streams, rng)
-    return run["best"]
+    return {**run["best"], "history": run["history"]}
 
 
 def next_run(run: dict, epoch: int, values: dict, model: nn.Module) -> dict:
