@@ -5,7 +5,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from dareg import params, wiki
+from dareg import hashes, params, wiki
 from dareg.cli import run
 from dareg.io import write_csv, write_json
 
@@ -22,6 +22,7 @@ def main() -> None:
     cfg = params.load().clean_wiki
     entries = wiki.load_mat(wiki.mat_file(args.raw))
     kept, counts = wiki.clean(entries, cfg, image_root=args.raw)
+    kept = kept.assign(sha256=kept["path"].map(hashes.read_sums(args.raw)))  # images' content
     for gender in ("female", "male"):
         write_csv(args.out / f"{gender}.csv", kept[kept["gender"] == gender])
     write_json(args.metrics, counts)

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from dareg import fetch, params
+from dareg import fetch, hashes, params
 from dareg.cli import run
 from dareg.demo.faces import write_wiki_tar
 from dareg.demo.files import serve_folder
@@ -61,6 +61,7 @@ def main() -> None:
     else:
         fetch_path(cfg, args.out)
     fetch.check_wiki_folder(args.out)
+    hashes.write_sums(args.out)  # what downstream stages depend on, instead of walking the folder
     log.info("%s ready (source: %s)", args.out, cfg.source)
 
 

@@ -172,12 +172,14 @@ def test_decompression_bombs_count_as_too_large(base_url, tmp_path, monkeypatch)
 
 
 def test_counts_and_kept_rows_follow_the_results():
-    """count_outcomes lists every outcome; kept_rows keeps ok rows with their relative file."""
-    results = [download.Result("a", "u", "ok", file="a.jpg"), download.Result("b", "u", "not_found")]
+    """count_outcomes lists every outcome; kept_rows keeps ok rows with their relative file
+    and its content hash."""
+    results = [download.Result("a", "u", "ok", file="a.jpg", sha256="f0"),
+               download.Result("b", "u", "not_found")]
     counts = download.count_outcomes(results)
     assert list(counts) == list(download.OUTCOMES) and counts["ok"] == counts["not_found"] == 1
     rows = download.kept_rows([{"id": "a"}, {"id": "b"}], results, "images")
-    assert rows == [{"id": "a", "file": "images/a.jpg"}]
+    assert rows == [{"id": "a", "file": "images/a.jpg", "sha256": "f0"}]
 
 
 def test_retry_after_accepts_seconds_and_http_dates():

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from dareg import hashes
 from dareg.demo.faces import write_wiki_crop, write_wiki_tar
 from dareg.fetch import link_or_copy_folder
 
@@ -46,6 +47,9 @@ def test_a_folder_on_the_same_filesystem_is_hard_linked_not_copied(crop, tmp_pat
     code, err = fetch_stage(tmp_path, monkeypatch, capsys, str(crop))
     assert code == 0, err
     out, given = _files(tmp_path / "data" / "raw" / "wiki"), _files(crop)
+    assert hashes.read_sums(tmp_path / "data" / "raw" / "wiki") == {
+        name: hashes.sha256_file(path) for name, path in given.items()}  # what downstream reads
+    del out[hashes.SUMS]
     assert out.keys() == given.keys() and "wiki.mat" in out and len(out) == 13
     assert all(os.stat(out[name]).st_ino == os.stat(given[name]).st_ino for name in out)
 
@@ -68,6 +72,7 @@ def test_a_tarball_is_extracted_without_its_top_folder(crop, tmp_path, monkeypat
     code, err = fetch_stage(tmp_path, monkeypatch, capsys, str(tmp_path / "wiki_crop.tar"))
     assert code == 0, err
     out, given = _files(tmp_path / "data" / "raw" / "wiki"), _files(crop)
+    del out[hashes.SUMS]
     assert out.keys() == given.keys()
     assert all(out[name].read_bytes() == given[name].read_bytes() for name in out)
 

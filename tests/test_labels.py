@@ -11,13 +11,15 @@ from dareg.params import AgeLabels, PopularityLabels
 
 
 def test_age_labels_divide_and_group_by_person():
-    female = pd.DataFrame({"path": ["01/a.jpg"], "age": [30], "name": ["Zoë"]})
-    male = pd.DataFrame({"path": ["02/b.jpg", "03/c.jpg"], "age": [101, 0], "name": ["Al", "Al"]})
+    female = pd.DataFrame({"path": ["01/a.jpg"], "sha256": ["a1"], "age": [30], "name": ["Zoë"]})
+    male = pd.DataFrame({"path": ["02/b.jpg", "03/c.jpg"], "sha256": ["b2", "c3"], "age": [101, 0],
+                         "name": ["Al", "Al"]})
     table = labels.age_labels(female, male, Path("data/raw/wiki"), AgeLabels(divisor=101))
     assert table["domain"].tolist() == ["source", "target", "target"]
     assert table["image"].tolist()[0] == "data/raw/wiki/01/a.jpg"
     assert table["label"].tolist() == pytest.approx([30 / 101, 1.0, 0.0])
     assert table["group"].tolist() == ["person:Zoë", "person:Al", "person:Al"]
+    assert table["sha256"].tolist() == ["a1", "b2", "c3"]  # carried for the image cache's deps
 
 
 def test_reddit_negative_scores_are_clipped():
@@ -36,14 +38,16 @@ def test_flickr_khosla_uses_days_to_the_scrape_time():
 
 
 def test_popularity_labels_group_by_post_and_owner():
-    posts = pd.DataFrame({"id": ["p1", "p2"], "score": [10, 3], "file": ["images/p1.jpg", "images/p2.jpg"]})
+    posts = pd.DataFrame({"id": ["p1", "p2"], "score": [10, 3], "file": ["images/p1.jpg", "images/p2.jpg"],
+                          "sha256": ["h1", "h2"]})
     photos = pd.DataFrame({"id": ["f1", "f2"], "owner": ["o@N1", "o@N1"], "views": [10, 20],
                            "date_upload": [0, 0], "scraped_at": ["1970-01-11T00:00:00Z"] * 2,
-                           "file": ["images/f1.jpg", "images/f2.jpg"]})
+                           "file": ["images/f1.jpg", "images/f2.jpg"], "sha256": ["h3", "h4"]})
     table = labels.popularity_labels(posts, photos, Path("r"), Path("f"),
                                      PopularityLabels("log1p", "khosla"))
     assert table["group"].tolist() == ["post:p1", "post:p2", "owner:o@N1", "owner:o@N1"]
     assert table["image"].tolist() == ["r/images/p1.jpg", "r/images/p2.jpg", "f/images/f1.jpg", "f/images/f2.jpg"]
+    assert table["sha256"].tolist() == ["h1", "h2", "h3", "h4"]
 
 
 def test_missing_column_names_file_and_column():

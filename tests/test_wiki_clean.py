@@ -1,4 +1,5 @@
 """Reading wiki.mat and the standard cleaning: exact rows and counts, and one-line errors."""
+import hashlib
 import json
 import re
 import runpy
@@ -12,7 +13,7 @@ import pandas as pd
 import pytest
 import scipy.io
 
-from dareg import params, wiki
+from dareg import hashes, params, wiki
 from dareg.errors import DataError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,6 +88,7 @@ def raw(tmp_path):
     for path in struct["full_path"][0][[i for i, e in enumerate(ENTRIES) if e[0] != "No Image"]]:
         (tmp_path / path).parent.mkdir(exist_ok=True)
         (tmp_path / path).write_bytes(b"jpeg")
+    hashes.write_sums(tmp_path)  # as fetch_wiki leaves it
     return tmp_path
 
 
@@ -204,7 +206,7 @@ def test_stage_writes_exactly_the_expected_tables_and_counts(raw, tmp_path):
     for gender in ("female", "male"):
         table = pd.read_csv(tmp_path / "out" / "clean" / f"{gender}.csv", keep_default_na=False)
         expected = KEPT[KEPT["gender"] == gender].reset_index(drop=True)
-        pd.testing.assert_frame_equal(table, expected)
+        pd.testing.assert_frame_equal(table, expected.assign(sha256=hashlib.sha256(b"jpeg").hexdigest()))
     metrics = json.loads((tmp_path / "out" / "m.json").read_text(encoding="utf-8"))
     assert metrics == COUNTS
 
@@ -224,21 +226,30 @@ def test_stage_reads_imdb_mat_and_keeps_the_celebrity_id(tmp_path, monkeypatch, 
     for path in struct["full_path"][0]:
         (tmp_path / path).parent.mkdir()
         (tmp_path / path).write_bytes(b"jpeg")
+    hashes.write_sums(tmp_path)
     code, err = _run_stage_here(tmp_path, tmp_path / "out", monkeypatch, capsys)
     assert code == 0, err
     female = pd.read_csv(tmp_path / "out" / "clean" / "female.csv", keep_default_na=False)
     male = pd.read_csv(tmp_path / "out" / "clean" / "male.csv", keep_default_na=False)
-    assert list(female.columns) == wiki.KEPT_COLUMNS + ["celeb_id"]
+    assert list(female.columns) == wiki.KEPT_COLUMNS + ["celeb_id", "sha256"]
     assert (female["celeb_id"].tolist(), male["celeb_id"].tolist()) == ([7], [9])
 
 
 def test_a_file_whose_every_entry_is_dropped_gives_empty_tables(tmp_path):
     """One entry, no face: both tables have their header and no row; the count says why."""
     scipy.io.savemat(tmp_path / "wiki.mat", {"wiki": _struct(ENTRIES[2:3])})
+    hashes.write_sums(tmp_path)
     result = _stage(tmp_path, tmp_path / "out")
     assert result.returncode == 0, result.stderr
     for gender in ("female", "male"):
         assert (tmp_path / "out" / "clean" / f"{gender}.csv").read_text().split("\n")[0] == \
-            ",".join(wiki.KEPT_COLUMNS)
+            ",".join(wiki.KEPT_COLUMNS + ["sha256"])
     metrics = json.loads((tmp_path / "out" / "m.json").read_text(encoding="utf-8"))
     assert metrics["dropped"]["no_face"] == 1 and metrics["kept"]["total"] == 0
+
+
+def test_stage_without_the_hash_list_names_it_and_the_fix(raw, tmp_path):
+    (raw / hashes.SUMS).unlink()
+    result = _stage(raw, tmp_path / "out")
+    assert result.returncode == 2 and "SHA256SUMS: not found; rerun the stage" in result.stderr
+    assert not (tmp_path / "out" / "clean").exists()

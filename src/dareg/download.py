@@ -232,9 +232,11 @@ def utc_now_iso() -> str:
 
 
 def kept_rows(rows: list[dict], results: list[Result], subdir: str) -> list[dict]:
-    """Rows whose image came out `ok`, each with `file` set to subdir/<file name>; input order."""
-    files = {result.id: result.file for result in results if result.outcome == "ok"}
-    return [{**row, "file": f"{subdir}/{files[row['id']]}"} for row in rows if row["id"] in files]
+    """Rows whose image came out `ok`, each with `file` set to subdir/<file name> and the file's
+    sha256 (what downstream stages depend on instead of the image folder); input order."""
+    kept = {result.id: result for result in results if result.outcome == "ok"}
+    return [{**row, "file": f"{subdir}/{kept[row['id']].file}", "sha256": kept[row["id"]].sha256}
+            for row in rows if row["id"] in kept]
 
 
 def scrape_metrics(listed: int, skipped: dict[str, int], results: list[Result]) -> dict:

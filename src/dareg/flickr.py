@@ -24,7 +24,7 @@ from dareg import download
 from dareg.errors import DataError
 from dareg.params import Download, Flickr
 
-CSV_COLUMNS = ["id", "owner", "views", "date_upload", "scraped_at", "url", "file"]
+CSV_COLUMNS = ["id", "owner", "views", "date_upload", "scraped_at", "url", "file", "sha256"]
 SEARCH_CAP = 4000
 PHOTO_ID = re.compile(r"^\d{1,20}$")
 AUTH_CODES = {"96", "97", "98", "100"}  # bad signature, missing signature, bad login, bad key

@@ -1,7 +1,8 @@
 """Label normalization per task: age / divisor; log upvotes (Reddit); log views per day (Flickr).
 
-Output rows: domain (source|target), image (path from the repository root), group (what must not
-straddle two splits: a person, a Reddit post, a Flickr owner), raw (years, upvotes, views), label.
+Output rows: domain (source|target), image (path from the repository root), sha256 (the image's
+content: what makes the image cache rebuild when an image changes), group (what must not straddle
+two splits: a person, a Reddit post, a Flickr owner), raw (years, upvotes, views), label.
 """
 from __future__ import annotations
 
@@ -29,10 +30,11 @@ def age_labels(female: pd.DataFrame, male: pd.DataFrame, image_root: Path,
     """Source = female faces, target = male faces; label = age / divisor; group = the person."""
     parts = []
     for domain, frame in (("source", female), ("target", male)):
-        require_columns(frame, ["path", "age", "name"], f"clean wiki ({domain})")
+        require_columns(frame, ["path", "sha256", "age", "name"], f"clean wiki ({domain})")
         parts.append(pd.DataFrame({
             "domain": domain,
             "image": [str(image_root / p) for p in frame["path"]],
+            "sha256": frame["sha256"],
             "group": "person:" + frame["name"].fillna("").astype(str),
             "raw": frame["age"].astype(float),
             "label": frame["age"].astype(float) / params.divisor,
@@ -65,12 +67,13 @@ def flickr_label(photos: pd.DataFrame, transform: str) -> np.ndarray:
 def popularity_labels(posts: pd.DataFrame, photos: pd.DataFrame, reddit_root: Path,
                       flickr_root: Path, params: PopularityLabels) -> pd.DataFrame:
     """Source = Reddit (upvotes), target = Flickr (views per day); group = post id or owner."""
-    require_columns(posts, ["id", "score", "file"], "posts.csv")
-    require_columns(photos, ["id", "owner", "views", "date_upload", "scraped_at", "file"],
+    require_columns(posts, ["id", "score", "file", "sha256"], "posts.csv")
+    require_columns(photos, ["id", "owner", "views", "date_upload", "scraped_at", "file", "sha256"],
                     "photos.csv")
     source = pd.DataFrame({
         "domain": "source",
         "image": [str(reddit_root / f) for f in posts["file"]],
+        "sha256": posts["sha256"],
         "group": "post:" + posts["id"].astype(str),
         "raw": posts["score"].astype(float),
         "label": reddit_label(posts["score"], params.reddit_transform),
@@ -78,6 +81,7 @@ def popularity_labels(posts: pd.DataFrame, photos: pd.DataFrame, reddit_root: Pa
     target = pd.DataFrame({
         "domain": "target",
         "image": [str(flickr_root / f) for f in photos["file"]],
+        "sha256": photos["sha256"],
         "group": "owner:" + photos["owner"].astype(str),
         "raw": photos["views"].astype(float),
         "label": flickr_label(photos, params.flickr_transform),

@@ -22,7 +22,7 @@ from dareg import download
 from dareg.errors import DataError
 from dareg.params import Download
 
-CSV_COLUMNS = ["id", "url", "score", "num_comments", "created_utc", "subreddit", "scraped_at", "file"]
+CSV_COLUMNS = ["id", "url", "score", "num_comments", "created_utc", "subreddit", "scraped_at", "file", "sha256"]
 IMAGE_HOSTS = frozenset({"i.redd.it", "i.imgur.com"})
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 POST_ID = re.compile(r"^[a-z0-9]{1,13}$")
