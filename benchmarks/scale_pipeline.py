@@ -4,6 +4,7 @@ disk), 10,000 Reddit posts and 12,000 Flickr photos, all from the offline demo g
 
     python benchmarks/scale_pipeline.py                 # about 10 minutes on 2 cores
     python benchmarks/scale_pipeline.py --wiki 20000    # smaller
+    python benchmarks/scale_pipeline.py --keep /tmp/scale   # keep the copy; a rerun only re-times
 
 Runs in a fresh copy of the repository (demo profile, larger demo sources); the working tree is
 untouched. The full `dvc repro` is timed too, but most of it is generating and scraping the
@@ -40,25 +41,31 @@ def main() -> None:
     parser.add_argument("--reddit", type=int, default=10_000, help="Reddit posts")
     parser.add_argument("--flickr", type=int, default=12_000, help="Flickr photos")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--keep", type=Path, help="work in this folder and keep it; if it already "
+                        "holds a run, only time status and the no-op again")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="dareg-scale-"))
+    work = args.keep or Path(tempfile.mkdtemp(prefix="dareg-scale-"))
+    repo = work / "repo"
     try:
-        (work / "repo").mkdir()
-        repo = copy_project(work / "repo", None)
-        overlay = sized_overlay(work / "sizes.yaml", args.wiki, args.reddit, args.flickr)
-        profile.apply(repo / "params.yaml", overlay, repo / "params.yaml")
-        full, peak, _ = run_sampled(["dvc", "repro"], repo)
+        if not (repo / "dvc.lock").exists():
+            repo.mkdir(parents=True, exist_ok=True)
+            copy_project(repo, None)
+            overlay = sized_overlay(work / "sizes.yaml", args.wiki, args.reddit, args.flickr)
+            profile.apply(repo / "params.yaml", overlay, repo / "params.yaml")
+            full, peak, _ = run_sampled(["dvc", "repro"], repo)
+            print(f"dvc repro (full, data generated and scraped): {full:7.1f} s, "
+                  f"peak {peak / 2**30:.2f} GiB")
         files = {src: sum(1 for p in (repo / "data/raw" / src).rglob("*") if p.is_file())
                  for src in ("wiki", "reddit", "flickr")}
         status = timed(repo, ["dvc", "status"], args.repeats)
         noop = timed(repo, ["dvc", "repro"], args.repeats)
         print(f"cpus: {os.cpu_count()}; files in data/raw: {files} ({sum(files.values()):,} in all)")
-        print(f"dvc repro (full, data generated and scraped): {full:7.1f} s, peak {peak / 2**30:.2f} GiB")
         for name, runs in (("dvc status", status), ("dvc repro (no-op)", noop)):
             print(f"{name:18s} median {statistics.median(runs):5.2f} s  "
                   f"runs {', '.join(f'{t:.2f}' for t in runs)}")
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
