@@ -1,10 +1,12 @@
 """Benchmark: our image cache build against the seed's code path, on the same JPEGs.
 
 The seed's path: `skimage.io.imread` each file, `cv2.resize` it to the training size and store
-it in a float64 array of the whole dataset. Ours: `dareg.cache.build` (parallel over the cores,
-JPEG draft-mode decoding, uint8 rows appended to the .npy on disk). Each runs in its own process;
-peak memory is that process tree's RSS, sampled every 0.1 s. Needs the bench extra
-(`pip install -e '.[bench]'`):
+it in a float64 array of the whole dataset. Ours: `dareg.cache.build` (parallel over the cores;
+JPEGs decoded by simplejpeg at a reduced n/8 scale, then Pillow's antialiased bilinear resize;
+each worker writes its uint8 rows into the .npy on disk). Each runs in its own process (this
+script with --run, which leaves the harness's psutil and demo_repro unimported); the time is that
+process's wall time, start-up included; peak memory is its tree's RSS, sampled every 0.1 s.
+Needs the bench extra (`pip install -e '.[bench]'`):
     python benchmarks/cache_build.py                          # 10,000 and 60,000 250x250 JPEGs
     python benchmarks/cache_build.py --counts 2000 --size 64
 """
@@ -18,11 +20,9 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import psutil
 from PIL import Image
 
 from dareg import cache
-from demo_repro import run_sampled  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 
 def write_jpeg(args: tuple[Path, int, int]) -> str:
@@ -62,6 +62,8 @@ def run_one(method: str, listing: Path, size: int, out: Path) -> None:
 
 
 def measure(method: str, listing: Path, size: int, out: Path) -> tuple[float, int]:
+    """Wall seconds and peak RSS of one measured process (it imports nothing of the harness's)."""
+    from demo_repro import run_sampled  # benchmarks/ is on sys.path when run as a script
     cmd = [sys.executable, __file__, "--run", method, "--listing", str(listing),
            "--size", str(size), "--out", str(out)]
     seconds, peak, _ = run_sampled(cmd, out.parent)
@@ -74,6 +76,7 @@ def compare(work: Path, paths: list[str], size: int) -> None:
     listing.write_text("\n".join(paths))
     figures = {"ours": measure("ours", listing, size, work / "ours.npy")}
     seed_bytes = len(paths) * size * size * 3 * 8
+    import psutil  # harness only, like demo_repro: not in the measured processes' start-up
     if seed_bytes < 0.7 * psutil.virtual_memory().available:
         figures["seed"] = measure("seed", listing, size, work / "seed.npy")
     for method, (seconds, peak) in figures.items():

@@ -3,6 +3,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
+import simplejpeg
 from PIL import Image
 
 from dareg import cache
@@ -12,6 +13,23 @@ from dareg.errors import DataError
 def jpeg(path, size, color):
     Image.new("RGB", size, color).save(path, quality=95)
     return str(path)
+
+
+def photo(width, height, seed=0):
+    """Photo-like content: smooth random colours plus fine noise (as in benchmarks/cache_build.py)."""
+    rng = np.random.default_rng(seed)
+    coarse = Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).resize((width, height), Image.BICUBIC)
+    noisy = np.asarray(coarse, np.int16) + rng.integers(-12, 13, (height, width, 3))
+    return Image.fromarray(noisy.clip(0, 255).astype(np.uint8))
+
+
+def reference(path, size):
+    """The plain Pillow path: full-size decode, exact center square, antialiased bilinear resize."""
+    with Image.open(path) as img:
+        img = img.convert("RGB")
+    side = min(img.size)
+    left, top = (img.width - side) / 2, (img.height - side) / 2
+    return np.asarray(img.resize((size, size), Image.BILINEAR, box=(left, top, left + side, top + side)), float)
 
 
 def test_build_writes_one_square_array_per_image(tmp_path):
@@ -32,6 +50,41 @@ def test_center_crop_keeps_the_middle(tmp_path):
     assert square.mean() > 240
 
 
+@pytest.mark.parametrize("mode", ["RGB", "L", "CMYK"])
+@pytest.mark.parametrize("shape", [(250, 250), (333, 251), (640, 480), (100, 90)])
+def test_jpeg_decode_matches_the_full_size_pillow_path(tmp_path, monkeypatch, mode, shape):
+    """simplejpeg decodes at a reduced n/8 scale (5/8 for 250 px to 128) yet stays within ~1 grey level."""
+    path = tmp_path / "photo.jpg"
+    photo(*shape).convert(mode).save(path, quality=92)
+    calls, turbo = [], cache._decode_turbo
+    monkeypatch.setattr(cache, "_decode_turbo", lambda *args: calls.append(args) or turbo(*args))
+    square = cache.load_square(str(path), 128)
+    assert calls, "the JPEG went to Pillow, not simplejpeg"
+    assert square.shape == (128, 128, 3) and square.dtype == np.uint8
+    assert np.abs(square - reference(path, 128)).mean() < 1.5
+
+
+def test_jpeg_simplejpeg_rejects_goes_to_pillow(tmp_path):
+    """libjpeg-turbo (strict) refuses stray bytes before a marker; Pillow decodes such files, as before."""
+    path = tmp_path / "stray.jpg"
+    photo(200, 160).save(path, quality=92)
+    data = path.read_bytes()
+    at = data.index(b"\xff\xda")
+    path.write_bytes(data[:at] + b"\x00\x00\x00" + data[at:])
+    with pytest.raises(ValueError, match="extraneous bytes"):
+        simplejpeg.decode_jpeg(path.read_bytes(), "RGB")
+    assert np.abs(cache.load_square(str(path), 64) - reference(path, 64)).mean() < 1.5
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "P"])
+def test_png_goes_to_pillow(tmp_path, mode):
+    path = tmp_path / "photo.png"
+    photo(90, 120).convert(mode).save(path)
+    square = cache.load_square(str(path), 64)
+    assert square.shape == (64, 64, 3) and square.dtype == np.uint8
+    assert np.abs(square - reference(path, 64)).mean() < 0.5
+
+
 def test_empty_split_gives_an_empty_array(tmp_path):
     cache.build([], 64, tmp_path / "empty.npy")
     assert np.load(tmp_path / "empty.npy").shape == (0, 64, 64, 3)
@@ -45,8 +98,30 @@ def test_corrupt_image_is_named(tmp_path):
     assert not (tmp_path / "out.npy").exists()
 
 
+@pytest.mark.parametrize("content", [
+    lambda jpeg_bytes: jpeg_bytes[:len(jpeg_bytes) // 2],  # truncated download
+    lambda jpeg_bytes: b"<html>403 Forbidden</html>",  # an error page saved as .jpg
+    lambda jpeg_bytes: b"",
+])
+def test_undecodable_file_is_named(tmp_path, content):
+    good = tmp_path / "good.jpg"
+    photo(120, 100).save(good, quality=92)
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(content(good.read_bytes()))
+    with pytest.raises(DataError, match="bad.jpg: cannot decode image"):
+        cache.load_square(str(bad), 64)
+    with pytest.raises(DataError, match="bad.jpg: cannot decode image"):
+        cache.build([str(good), str(bad)], 64, tmp_path / "out.npy", workers=1)
+    assert not (tmp_path / "out.npy").exists()
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(DataError, match="gone.jpg: cannot decode image"):
+        cache.load_square(str(tmp_path / "gone.jpg"), 64)
+
+
 def test_memory_grows_with_the_chunk_not_the_dataset(tmp_path):
-    """The parent holds a chunk at a time: its peak allocation is far below the array's size."""
+    """Workers write their rows into the file: the parent's peak allocation is far below the array's size."""
     paths = [jpeg(tmp_path / f"{i}.jpg", (48, 40), (i % 256, 0, 0)) for i in range(1200)]
     out = tmp_path / "big.npy"
     tracemalloc.start()

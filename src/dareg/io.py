@@ -6,9 +6,10 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-import pandas as pd
+if TYPE_CHECKING:  # annotations only: pandas takes ~0.3 s to import, and dareg.cache needs none of it
+    import pandas as pd
 
 
 @contextmanager
