@@ -74,10 +74,11 @@ def main() -> None:
     write_csv(args.predictions, pd.DataFrame({"seed": np.repeat(metrics["seeds"], len(truth)),
                                               "actual": np.tile(truth, len(runs)),
                                               "predicted": preds.ravel()}).round(4))
-    spread = metrics["seed_spread"]["mae"]
+    spread = (f"sd over {len(runs)} seeds {metrics['seed_spread']['mae']['std']:.3f}; "
+              if len(runs) > 1 else "")
     print(f"evaluate@{metrics['task']}-{metrics['regime']}: MAE {metrics['mae']:.3f} {unit} "
           f"(95% CI {metrics['ci95']['mae']['low']:.3f}-{metrics['ci95']['mae']['high']:.3f}; "
-          f"sd over {len(runs)} seeds {spread['std']:.3f}; baseline "
+          f"{spread}baseline "
           f"{metrics['baseline_train_mean']['mae']:.3f}), n={metrics['n']}, "
           f"source/target feature MMD {metrics['alignment']['mmd']:.4f}")
 

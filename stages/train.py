@@ -51,11 +51,9 @@ def main() -> None:
         return relaunch_under_torchrun(p.train.processes)
     if args.regime not in p.regimes:
         raise ParamsError(f"regimes.{args.regime}: not defined; known: {sorted(p.regimes)}")
-    regime = p.regimes[args.regime]
     scaling = read_json(args.splits / "scaling.json")
     splits = {name: load_split(args.cache, args.splits, name, scaling[domain])
               for name, domain in SPLIT_DOMAINS}
-    image_size = splits["source"].images.shape[1]
     val = splits["target_val"]
     val_truth = unscale(val.labels, scaling["target"]) * scaling["per_label"]
     device = distributed.setup(pick_device(p.train.device))
@@ -66,34 +64,45 @@ def main() -> None:
         return float(np.mean(np.abs(pred - val_truth)))
 
     inputs = [f for d in (args.splits, args.cache) for f in d.iterdir() if f.is_file()]
+    states = {seed: args.resume / checkpoint.resume_key(resume_config(p, args.regime, seed), inputs)
+              for seed in p.train.seeds}  # each seed's resume files: <key>.pt, then <key>.done.pt
     live_or_none = (Live(str(args.live), dvcyaml=None, save_dvc_exp=False, report=None)
                     if rank == 0 else contextlib.nullcontext())  # rank 0 alone logs and saves
     with live_or_none as live:
-        finished = {}
-        for seed in p.train.seeds:
-            cfg = replace(p.train, seed=seed)
-            config = {"model": asdict(p.model), "losses": asdict(p.losses), "regime": asdict(regime),
-                      "train": {k: v for k, v in asdict(cfg).items() if k != "repeats"}}
-            state = args.resume / checkpoint.resume_key(config, inputs)  # this seed's resume files
-            finished[seed] = state.with_suffix(".done.pt")  # kept until every seed is done
-            if finished[seed].exists():  # trained before the stage was killed: replay its curve
-                for epoch, values in enumerate(checkpoint.load(finished[seed])["history"]):
-                    log_epoch(live, seed, epoch, values)
-                continue
-            best = fit(build_model(p.model, image_size, seed=seed), splits, regime, cfg, p.losses,
-                       validate, lambda epoch, values: log_epoch(live, seed, epoch, values),
-                       desc=f"{args.task}-{args.regime} seed {seed}", resume=state.with_suffix(".pt"))
-            if rank == 0:
-                meta = {"task": args.task, "regime": args.regime, "epoch": best["epoch"],
-                        "val_mae": best["val_mae"], "history": best["history"], "train": asdict(cfg),
-                        "losses": asdict(p.losses), "regime_config": asdict(regime)}
-                checkpoint.save(checkpoint.make(best["state"], p.model, image_size, scaling, meta),
-                                finished[seed])
-                state.with_suffix(".pt").unlink(missing_ok=True)
-                print(f"train@{args.task}-{args.regime} seed {seed}: best epoch {best['epoch']}, "
-                      f"validation MAE {best['val_mae']:.3f} {scaling['unit']}")
+        for seed, state in states.items():
+            train_seed(args.task, args.regime, seed, p, splits, scaling, validate, live, state)
     if rank == 0:
-        publish(finished, args.out)
+        publish({seed: state.with_suffix(".done.pt") for seed, state in states.items()}, args.out)
+
+
+def resume_config(p: params.Params, regime: str, seed: int) -> dict:
+    """What a seed's resume files are keyed on: the params of its run (not train.repeats)."""
+    train = {k: v for k, v in asdict(replace(p.train, seed=seed)).items() if k != "repeats"}
+    return {"model": asdict(p.model), "losses": asdict(p.losses),
+            "regime": asdict(p.regimes[regime]), "train": train}
+
+
+def train_seed(task: str, regime: str, seed: int, p: params.Params, splits: dict, scaling: dict,
+               validate, live: Live | None, state: Path) -> None:
+    """Train one seed and keep its best checkpoint in <state>.done.pt until every seed is done;
+    if that file is there already (the stage was killed in a later seed), replay its curve."""
+    done = state.with_suffix(".done.pt")
+    if done.exists():
+        for epoch, values in enumerate(checkpoint.load(done)["history"]):
+            log_epoch(live, seed, epoch, values)
+        return
+    cfg, image_size = replace(p.train, seed=seed), splits["source"].images.shape[1]
+    best = fit(build_model(p.model, image_size, seed=seed), splits, p.regimes[regime], cfg, p.losses,
+               validate, lambda epoch, values: log_epoch(live, seed, epoch, values),
+               desc=f"{task}-{regime} seed {seed}", resume=state.with_suffix(".pt"))
+    if distributed.world()[0] == 0:
+        meta = {"task": task, "regime": regime, "epoch": best["epoch"], "val_mae": best["val_mae"],
+                "history": best["history"], "train": asdict(cfg), "losses": asdict(p.losses),
+                "regime_config": asdict(p.regimes[regime])}
+        checkpoint.save(checkpoint.make(best["state"], p.model, image_size, scaling, meta), done)
+        state.with_suffix(".pt").unlink(missing_ok=True)
+        print(f"train@{task}-{regime} seed {seed}: best epoch {best['epoch']}, "
+              f"validation MAE {best['val_mae']:.3f} {scaling['unit']}")
 
 
 def log_epoch(live: Live | None, seed: int, epoch: int, values: dict) -> None:
