@@ -9,7 +9,7 @@ import pandas as pd
 
 from dareg import checkpoint, cli, evaluate, params
 from dareg.data import Split, load_split, unscale
-from dareg.io import write_csv, write_json
+from dareg.io import read_json, write_csv, write_json
 from dareg.train import infer, pick_device
 
 SCORES = ("mae", "rmse", "spearman", "pearson")
@@ -47,11 +47,11 @@ def main() -> None:
     args = parser.parse_args()
     cfg = params.load().evaluate
     paths = checkpoint.seed_files(args.checkpoints)
-    scaling = checkpoint.load(paths[0])["scaling"]
+    scaling = read_json(args.splits / "scaling.json")
     test = load_split(args.cache, args.splits, "target_test", scaling["target"])
     source = load_split(args.cache, args.splits, "source", None)
     runs = [run_seed(p, test, source, cfg) for p in paths]
-    checkpoint.same_origin(runs, paths)
+    checkpoint.same_origin(runs, paths, scaling, args.splits / "scaling.json")
     per_label, unit = scaling["per_label"], scaling["unit"]
     truth = unscale(test.labels, scaling["target"]) * per_label
     preds = np.stack([unscale(r["scaled"], scaling["target"]) * per_label for r in runs])  # (seeds, n)

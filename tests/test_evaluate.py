@@ -7,7 +7,8 @@ import pytest
 import torch
 from scipy import stats
 
-from dareg import evaluate
+from dareg import checkpoint, evaluate
+from dareg.errors import DataError
 
 
 def test_cumulative_score_counts_errors_within_five_years():
@@ -125,3 +126,22 @@ def test_seed_spread_and_mean_over_seeds():
     assert evaluate.mean_over_seeds(seeds) == {
         "mae": 3.0, "n": 10, "spearman": None,
         "by": {"20-29": {"n": 4, "mae": 2.0}, "30-39": {"n": 6, "mae": 5.0}}}
+
+
+def test_seed_files_come_in_seed_order_and_a_folder_without_any_is_refused(tmp_path):
+    for name in ("seed-10.pt", "seed-2.pt", "seed-x.pt", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    assert [p.name for p in checkpoint.seed_files(tmp_path)] == ["seed-2.pt", "seed-10.pt"]
+    with pytest.raises(DataError, match="no seed-<n>.pt checkpoints; run `dvc repro`"):
+        checkpoint.seed_files(tmp_path / "missing")
+
+
+def test_seeds_trained_on_other_labels_or_for_another_regime_are_not_pooled(tmp_path):
+    scaling = {"unit": "years", "per_label": 101}
+    runs = [{"task": "age", "regime": "da", "scaling": scaling} for _ in range(2)]
+    paths = [tmp_path / "seed-0.pt", tmp_path / "seed-1.pt"]
+    checkpoint.same_origin(runs, paths, scaling, tmp_path / "scaling.json")
+    with pytest.raises(DataError, match="seed-1.pt: trained on labels scaled otherwise"):
+        checkpoint.same_origin([runs[0], {**runs[1], "scaling": {}}], paths, scaling, tmp_path)
+    with pytest.raises(DataError, match="seed-1.pt: trained for age/no_da, unlike"):
+        checkpoint.same_origin([runs[0], {**runs[1], "regime": "no_da"}], paths, scaling, tmp_path)

@@ -22,6 +22,15 @@ def test_age_labels_divide_and_group_by_person():
     assert table["sha256"].tolist() == ["a1", "b2", "c3"]  # carried for the image cache's deps
 
 
+def test_imdb_faces_group_by_celebrity_id_not_by_name():
+    """imdb.mat has celeb_id: two people who share a name stay two groups; one person, one group."""
+    female = pd.DataFrame({"path": ["01/a.jpg", "02/b.jpg", "03/c.jpg"], "sha256": ["a", "b", "c"],
+                           "age": [30, 31, 40], "name": ["Kim Lee", "Kim Lee", "Kim Lee"],
+                           "celeb_id": [7, 7, 9]})
+    table = labels.age_labels(female, female.iloc[:0], Path("data/raw/wiki"), AgeLabels(divisor=101))
+    assert table["group"].tolist() == ["celeb:7", "celeb:7", "celeb:9"]
+
+
 def test_reddit_negative_scores_are_clipped():
     scores = pd.Series([-5, 0, 9])
     assert labels.reddit_label(scores, "log1p").tolist() == pytest.approx([0, 0, np.log(10)])

@@ -100,5 +100,9 @@ def build(paths: list[str], size: int, out: Path, workers: int | None = None,
         jobs = [(tmp, start + i * row, paths[i:i + chunk], size) for i in range(0, len(paths), chunk)]
         with ProcessPoolExecutor(workers or available_cores()) as pool, \
                 tqdm(total=len(paths), desc=desc, unit="img") as bar:
-            for count in pool.map(_write_rows, jobs):
-                bar.update(count)
+            try:
+                for count in pool.map(_write_rows, jobs):
+                    bar.update(count)
+            except BaseException:  # an unreadable image (or Ctrl-C): skip the chunks not started
+                pool.shutdown(cancel_futures=True)
+                raise

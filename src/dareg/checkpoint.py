@@ -54,13 +54,16 @@ def seed_files(folder: Path) -> list[Path]:
     return [found[seed] for seed in sorted(found)]
 
 
-def same_origin(records: list[dict], paths: list[Path]) -> None:
-    """Refuse to pool seeds trained for another task, regime or label scaling."""
-    for record, path in zip(records[1:], paths[1:]):
-        if any(record[k] != records[0][k] for k in ("task", "regime", "scaling")):
-            raise DataError(f"{path}: trained for {record['task']}/{record['regime']} with other "
-                            f"labels than {paths[0]}; retrain both with `dvc repro -f` of their "
-                            f"train stage")
+def same_origin(records: list[dict], paths: list[Path], scaling: dict, origin: Path) -> None:
+    """Refuse to pool seeds trained for another task or regime, or on labels scaled otherwise than
+    `scaling` (read from `origin`, the splits the checkpoints are evaluated on)."""
+    for record, path in zip(records, paths):
+        if record["scaling"] != scaling:
+            raise DataError(f"{path}: trained on labels scaled otherwise than {origin} says; "
+                            f"retrain it with `dvc repro` (its train stage)")
+        if (record["task"], record["regime"]) != (records[0]["task"], records[0]["regime"]):
+            raise DataError(f"{path}: trained for {record['task']}/{record['regime']}, unlike "
+                            f"{paths[0]}; keep one regime's seeds in one folder")
 
 
 def restore_model(checkpoint: dict) -> nn.Module:

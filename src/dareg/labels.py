@@ -27,7 +27,8 @@ def require_columns(frame: pd.DataFrame, columns: list[str], origin: str) -> Non
 
 def age_labels(female: pd.DataFrame, male: pd.DataFrame, image_root: Path,
                params: AgeLabels) -> pd.DataFrame:
-    """Source = female faces, target = male faces; label = age / divisor; group = the person."""
+    """Source = female faces, target = male faces; label = age / divisor; group = the person:
+    IMDb's celebrity id where the table has one (imdb.mat), else the name (wiki.mat has no id)."""
     parts = []
     for domain, frame in (("source", female), ("target", male)):
         require_columns(frame, ["path", "sha256", "age", "name"], f"clean wiki ({domain})")
@@ -35,7 +36,8 @@ def age_labels(female: pd.DataFrame, male: pd.DataFrame, image_root: Path,
             "domain": domain,
             "image": [str(image_root / p) for p in frame["path"]],
             "sha256": frame["sha256"],
-            "group": "person:" + frame["name"].fillna("").astype(str),
+            "group": (f"celeb:{i}" for i in frame["celeb_id"]) if "celeb_id" in frame
+                     else "person:" + frame["name"].fillna("").astype(str),
             "raw": frame["age"].astype(float),
             "label": frame["age"].astype(float) / params.divisor,
         }))
