@@ -7,6 +7,7 @@ from pathlib import Path
 
 from dareg import hashes, params, wiki
 from dareg.cli import run
+from dareg.errors import DataError
 from dareg.io import write_csv, write_json
 
 log = logging.getLogger("clean_wiki")
@@ -23,6 +24,10 @@ def main() -> None:
     entries = wiki.load_mat(wiki.mat_file(args.raw))
     kept, counts = wiki.clean(entries, cfg, image_root=args.raw)
     kept = kept.assign(sha256=kept["path"].map(hashes.read_sums(args.raw)))  # images' content
+    if kept["sha256"].isna().any():
+        missing = kept["path"][kept["sha256"].isna()].iloc[0]
+        raise DataError(f"{args.raw / hashes.SUMS}: lists no hash for {missing} (the folder "
+                        f"changed after fetch_wiki wrote it); run `dvc repro -f fetch_wiki`")
     for gender in ("female", "male"):
         write_csv(args.out / f"{gender}.csv", kept[kept["gender"] == gender])
     write_json(args.metrics, counts)

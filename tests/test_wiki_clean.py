@@ -253,3 +253,14 @@ def test_stage_without_the_hash_list_names_it_and_the_fix(raw, tmp_path):
     result = _stage(raw, tmp_path / "out")
     assert result.returncode == 2 and "SHA256SUMS: not found; rerun the stage" in result.stderr
     assert not (tmp_path / "out" / "clean").exists()
+
+
+def test_stage_with_a_stale_hash_list_names_the_missing_entry(raw, tmp_path):
+    """An image on disk but absent from SHA256SUMS (the folder changed after the fetch): an error,
+    not a table with an empty hash that downstream stages would not notice change."""
+    sums = raw / hashes.SUMS
+    sums.write_text("".join(f"{line}\n" for line in sums.read_text().splitlines()
+                            if not line.endswith(".jpg")))  # wiki.mat's line only
+    result = _stage(raw, tmp_path / "out")
+    assert result.returncode == 2 and "lists no hash for" in result.stderr
+    assert "dvc repro -f fetch_wiki" in result.stderr and not (tmp_path / "out" / "clean").exists()
