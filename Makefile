@@ -21,7 +21,6 @@ $(STAMP): pyproject.toml
 
 demo: setup
 	dvc repro
-	dvc metrics show $(foreach t,age popularity,$(foreach r,no_source no_da da,metrics/$(t)/$(r).json))
 	@cat metrics/summary.md
 
 test: setup

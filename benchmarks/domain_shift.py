@@ -26,7 +26,7 @@ SPLITS = (("source", "source"), ("target_train", "target"), ("target_val", "targ
 
 def main() -> None:
     p = params.load()
-    runs = {"source_only": (Regime({"source": 16}, {"mse": 1.0}), "source"),
+    runs = {"source_only": (Regime({"source": 16}, {"supervised": 1.0}), "source"),
             "no_source": (p.regimes["no_source"], "target")}
     print(f"{'task':<11} {'trained on':<12} {'MAE per seed':<26} {'Spearman per seed'}")
     for task in ("age", "popularity"):

@@ -12,7 +12,7 @@ from dareg.data import Split, load_split, unscale
 from dareg.io import read_json, write_csv, write_json
 from dareg.train import infer, pick_device
 
-SCORES = ("mae", "rmse", "spearman", "pearson")
+SCORES = ("mae", "rmse", "spearman", "pearson", "collapse_ratio")
 
 
 def score(truth: np.ndarray, pred: np.ndarray, unit: str) -> dict:
@@ -33,6 +33,7 @@ def run_seed(path: Path, test: Split, source: Split, cfg: params.Evaluate) -> di
                                        cfg.mmd_samples, cfg.seed)
     return {"seed": ckpt["train"]["seed"], "scaled": scaled, "alignment": alignment,
             "best_epoch": ckpt["epoch"], "val_mae": ckpt["val_mae"],
+            "control": ckpt["regime_config"].get("control", ""),
             **{k: ckpt[k] for k in ("task", "regime", "scaling")}}
 
 
@@ -67,7 +68,7 @@ def main() -> None:
                "normalized": evaluate.mean_over_seeds(
                    [evaluate.regression_metrics(test.labels, r["scaled"]) for r in runs]),
                "baseline_train_mean": evaluate.baseline(truth, train_truth),
-               "task": runs[0]["task"], "regime": runs[0]["regime"],
+               "task": runs[0]["task"], "regime": runs[0]["regime"], "control": runs[0]["control"],
                "best_epochs": [s["best_epoch"] for s in per_seed], "per_seed": per_seed,
                **evaluate.provenance(Path.cwd(), [r["seed"] for r in runs])}
     write_json(args.out, metrics)
@@ -79,8 +80,13 @@ def main() -> None:
     print(f"evaluate@{metrics['task']}-{metrics['regime']}: MAE {metrics['mae']:.3f} {unit} "
           f"(95% CI {metrics['ci95']['mae']['low']:.3f}-{metrics['ci95']['mae']['high']:.3f}; "
           f"{spread}baseline "
-          f"{metrics['baseline_train_mean']['mae']:.3f}), n={metrics['n']}, "
+          f"{metrics['baseline_train_mean']['mae']:.3f}), n={metrics['n']}, collapse ratio "
+          f"{_fmt(metrics['collapse_ratio'])}, "
           f"source/target feature MMD {metrics['alignment']['mmd']:.4f}")
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
 
 
 if __name__ == "__main__":

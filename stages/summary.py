@@ -30,31 +30,33 @@ def draw(task: str, block: dict, runs: list[tuple[dict, Path, Path]],
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--metrics", type=Path, nargs="+", required=True,
-                        help="metrics/{task}/{regime}.json files")
-    parser.add_argument("--predictions", type=Path, nargs="+", required=True,
-                        help="their prediction CSVs, in the same order")
-    parser.add_argument("--curves", type=Path, nargs="+", required=True,
-                        help="their DVCLive plots/metrics folders, in the same order")
-    parser.add_argument("--task-reports", type=Path, nargs="+", required=True,
-                        help="a Markdown report per task, in the order tasks first appear")
+    parser.add_argument("--regimes", nargs="+", required=True, help="run.regimes, in report order")
+    parser.add_argument("--reference", required=True, help="run.reference: compared with every regime")
+    parser.add_argument("--tasks", nargs="+", required=True, help="age popularity")
+    parser.add_argument("--metrics", type=Path, required=True,
+                        help="folder of {task}/{regime}.json and {task}/predictions/{regime}.csv")
+    parser.add_argument("--curves", type=Path, required=True,
+                        help="folder of the DVCLive curves, {task}/{regime}/plots/metrics")
+    parser.add_argument("--task-reports", type=Path, required=True, help="folder for {task}.md")
     parser.add_argument("--out", type=Path, required=True, help="summary JSON")
     parser.add_argument("--report", type=Path, required=True, help="Markdown report of all tasks")
     parser.add_argument("--plots", type=Path, required=True, help="folder for the PNG figures")
     args = parser.parse_args()
-    if not len(args.metrics) == len(args.predictions) == len(args.curves):
-        raise DataError("--metrics, --predictions and --curves need one entry per task and regime each")
     cfg = params.load().evaluate
-    metrics = [read_json(p) for p in args.metrics]
-    table = summary.collect(metrics)
-    if len(args.task_reports) != len(table):
-        raise DataError(f"--task-reports lists {len(args.task_reports)} files for tasks {list(table)}")
+    runs = {task: [(read_metrics(args.metrics / task / f"{regime}.json"),
+                    args.metrics / task / "predictions" / f"{regime}.csv",
+                    args.curves / task / regime / "plots" / "metrics") for regime in args.regimes]
+            for task in args.tasks}
+    table = summary.collect([m for task_runs in runs.values() for m, _, _ in task_runs])
     sections = ["# dareg results", ""]
-    for (task, block), task_report in zip(table.items(), args.task_reports):
-        runs = [r for r in zip(metrics, args.predictions, args.curves) if r[0]["task"] == task]
-        predictions = {m["regime"]: pd.read_csv(p) for m, p, _ in runs}
-        block["comparisons"] = summary.paired_comparisons(predictions, cfg.bootstrap_samples, cfg.seed)
-        figures = draw(task, block, runs, predictions, args.plots)
+    for task, block in table.items():
+        predictions = {m["regime"]: pd.read_csv(p) for m, p, _ in runs[task]}
+        pairs = summary.comparison_pairs(args.regimes, {m["regime"]: m.get("control", "")
+                                                        for m, _, _ in runs[task]}, args.reference)
+        block["comparisons"] = summary.paired_comparisons(predictions, pairs, cfg.bootstrap_samples,
+                                                          cfg.seed)
+        figures = draw(task, block, runs[task], predictions, args.plots)
+        task_report = args.task_reports / f"{task}.md"
         write_text(task_report, summary.task_markdown(
             task, block, {t: os.path.relpath(p, task_report.parent) for t, p in figures.items()}))
         sections.append(summary.task_markdown(
@@ -62,6 +64,15 @@ def main() -> None:
     write_json(args.out, table)
     write_text(args.report, "\n".join(sections))
     print("\n".join(sections))
+
+
+def read_metrics(path: Path) -> dict:
+    """An evaluate stage's metrics file; a missing one names the stage that writes it."""
+    if not path.exists():
+        task, regime = path.parent.name, path.stem
+        raise DataError(f"{path}: not found; run `dvc repro evaluate@{task}-{regime}` (is "
+                        f"{regime} in run.regimes?)")
+    return read_json(path)
 
 
 if __name__ == "__main__":

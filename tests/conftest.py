@@ -8,11 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from ruamel.yaml import YAML
 
 from dareg import profile
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+GIT_IDENTITY = ["-c", "user.name=dareg-tests", "-c", "user.email=tests@dareg.invalid"]
 PROJECT_FILES = ["dvc.yaml", "params.yaml", "profiles", "stages", "src", ".gitignore", ".dvc/config",
                  ".dvcignore", "pyproject.toml"]
 
@@ -55,11 +57,25 @@ def copy_project(dest: Path, profile_name: str | None = "tiny") -> Path:
     if profile_name:
         overlay = ROOT / "profiles" / f"{profile_name}.yaml"
         profile.apply(dest / "params.yaml", overlay, dest / "params.yaml")
-    git = ["git", "-c", "user.name=dareg-tests", "-c", "user.email=tests@dareg.invalid"]
+    git = ["git", *GIT_IDENTITY]
     run(["git", "init", "-q"], dest)
     run([*git, "add", "-A"], dest)
     run([*git, "commit", "-qm", "tiny profile"], dest)
     return dest
+
+
+def set_params(path: Path, changes: dict) -> None:
+    """Write {"regimes.da.weights.mmd": 0.5, ...} into a params file, comments kept."""
+    yaml = YAML()
+    data = yaml.load(path.read_text())
+    for dotted, value in changes.items():
+        *parents, key = dotted.split(".")
+        node = data
+        for name in parents:
+            node = node[name]
+        node[key] = value
+    with open(path, "w") as f:
+        yaml.dump(data, f)
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from committed import committed_copy
 from conftest import run
 
 pytestmark = pytest.mark.pipeline
-MMD = ["0.01", "0.1"]  # regimes.da.weights.mmd: only train@*-da, evaluate@*-da and summary rerun
+MMD = ["0.0123", "0.0456"]  # regimes.da.weights.mmd: only train@*-da, evaluate@*-da and summary rerun
 
 
 def wait_for_queue(repo: Path, timeout: float = 600) -> str:

@@ -5,7 +5,7 @@ import shutil
 import pytest
 import yaml
 
-from conftest import run
+from conftest import set_params, run
 
 pytestmark = pytest.mark.pipeline
 GIT = ["git", "-c", "user.name=dareg-tests", "-c", "user.email=tests@dareg.invalid"]
@@ -19,8 +19,8 @@ def test_metrics_diff_shows_what_a_param_change_moved_and_nothing_else(pipeline,
     run([*GIT, "add", "-A"], repo)
     run([*GIT, "commit", "-qm", "first run"], repo)
     params_file = repo / "params.yaml"
-    weight = yaml.safe_load(params_file.read_text())["regimes"]["da"]["weights"]["mmd"]
-    params_file.write_text(params_file.read_text().replace(f"mmd: {weight}", "mmd: 0.5"))
+    assert yaml.safe_load(params_file.read_text())["regimes"]["da"]["weights"]["mmd"] != 0.5
+    set_params(params_file, {"regimes.da.weights.mmd": 0.5})
     run(["dvc", "repro"], repo)
     run([*GIT, "commit", "-qam", "da with mmd 0.5"], repo)
 

@@ -21,10 +21,80 @@ def raw(path=ROOT / "params.yaml"):
     return yaml.safe_load(path.read_text())
 
 
-@pytest.mark.parametrize("name", ["seeds", "tiny"])
+CONTRACT_REGIMES = {"no_source", "no_da", "da", "da_coral", "da_rsd", "da_daregram", "da_dann",
+                    "da_adabn"}
+
+
+@pytest.mark.parametrize("name", ["seeds", "tiny", "faces"])
 def test_profiles_apply_and_load(name, tmp_path):
     p = with_profile(name, tmp_path)
-    assert set(p.regimes) >= {"no_source", "no_da", "da"}
+    assert set(p.regimes) >= CONTRACT_REGIMES
+
+
+@pytest.mark.parametrize("name", [None, "seeds", "tiny", "faces"])
+def test_every_declared_control_draws_the_same_labeled_images(name, tmp_path):
+    """In every profile, a regime and its control draw the same source and target_labeled counts
+    a step and the control weighs no alignment term: only the alignment (and unlabeled) differs."""
+    p = params.load(ROOT / "params.yaml") if name is None else with_profile(name, tmp_path)
+    declared = {n: r for n, r in p.regimes.items() if r.control}
+    assert set(declared) >= CONTRACT_REGIMES - {"no_source", "no_da"}
+    for regime_name, regime in declared.items():
+        control = p.regimes[regime.control]
+        assert control.labeled_counts() == regime.labeled_counts(), regime_name
+        assert not control.alignment_terms and regime.control in p.run.regimes + [regime.control]
+
+
+def test_a_control_that_draws_other_labeled_images_is_refused():
+    data = raw()
+    data["regimes"]["da"]["batch"]["target_labeled"] = 2
+    with pytest.raises(ParamsError, match="regimes.da.control: no_da draws .* a control must draw the same"):
+        params.parse(data)
+    data = raw()
+    data["regimes"]["da"]["control"] = "da_coral"
+    with pytest.raises(ParamsError, match="control weighs the supervised loss only"):
+        params.parse(data)
+
+
+def test_run_regimes_must_be_defined_and_list_their_controls():
+    data = raw()
+    data["run"]["regimes"] = ["no_da", "da_typo"]
+    with pytest.raises(ParamsError, match="run.regimes: 'da_typo' is not defined"):
+        params.parse(data)
+    data["run"]["regimes"] = ["no_source", "da"]
+    with pytest.raises(ParamsError, match="run.reference: 'no_da' is not in run.regimes"):
+        params.parse(data)
+    data["run"] = {"regimes": ["no_da", "da_seed"], "reference": "no_da"}
+    with pytest.raises(ParamsError, match="lists da_seed but not its control no_da_seed"):
+        params.parse(data)
+
+
+def test_the_seeds_own_regime_keeps_its_form_in_every_profile(tmp_path):
+    """da_seed: the first seed's 8/2/6 batch, MMD 1000, smoothing 100, its kernel and its sum
+    smoothing with gradient through the kernel; its control no_da_seed draws the same labels."""
+    for p in (params.load(ROOT / "params.yaml"), with_profile("seeds", tmp_path)):
+        seed = p.regimes["da_seed"]
+        assert seed.batch == {"source": 8, "target_labeled": 2, "target_unlabeled": 6}
+        assert seed.weights == {"supervised": 1.0, "mmd": 1000.0, "smoothing": 100.0}
+        losses = p.regime_losses("da_seed")
+        assert (losses.bandwidth, losses.scales, losses.mmd_estimator, losses.smoothing_form) == (
+            "feature_dim", [1.0], "biased", "seed")
+        assert p.regimes["no_da_seed"].batch == {"source": 8, "target_labeled": 2}
+    assert p.run.regimes[-2:] == ["no_da_seed", "da_seed"]
+
+
+def test_old_weight_name_and_bad_overrides_are_explained():
+    data = raw()
+    data["regimes"]["no_da"]["weights"] = {"mse": 1.0}
+    with pytest.raises(ParamsError, match="'mse' is now called 'supervised'"):
+        params.parse(data)
+    data = raw()
+    data["regimes"]["da"]["losses"] = {"bandwith": "median"}
+    with pytest.raises(ParamsError, match="regimes.da.*'bandwith' is not a key of the losses section"):
+        params.parse(data)
+    data = raw()
+    data["regimes"]["da"]["losses"] = {"scales": "wide"}
+    with pytest.raises(ParamsError, match="regimes.da.losses.scales: expected a list"):
+        params.parse(data)
 
 
 def test_demo_profile_loads():
@@ -40,8 +110,7 @@ def test_seeds_profile_matches_the_seeds(tmp_path):
             p.split.popularity.target_unlabeled, p.split.popularity.target_test) == (9977, 1440, 5500, 5500)
     assert (p.cache.image_size, p.model.width, p.train.epochs, p.train.lr) == (128, 1.0, 10, 1e-5)
     assert (p.wiki.source, p.reddit.source, p.flickr.source) == ("url", "api", "api")
-    assert p.regimes["da"].batch == {"source": 8, "target_labeled": 2, "target_unlabeled": 6}
-    assert p.regimes["da"].weights == {"mse": 1.0, "mmd": 1000.0, "smoothing": 100.0}
+    assert (p.losses.bandwidth, p.losses.scales) == ("feature_dim", [1.0])  # the seed's kernel
 
 
 def test_seeds_split_sizes_are_consistent_with_the_datasets(tmp_path):
@@ -82,11 +151,14 @@ def test_bad_choice_lists_the_options():
 
 def test_regime_with_unknown_stream_or_term_fails():
     data = raw()
-    data["regimes"]["mine"] = {"batch": {"sauce": 8}, "weights": {"mse": 1.0}}
+    data["regimes"]["mine"] = {"batch": {"sauce": 8}, "weights": {"supervised": 1.0}}
     with pytest.raises(ParamsError, match="regimes.mine.*'sauce'"):
         params.parse(data)
-    data["regimes"]["mine"] = {"batch": {"source": 8}, "weights": {"mse": 1.0, "mmd": 1.0}}
-    with pytest.raises(ParamsError, match="regimes.mine.*need at least 2 source and 2 target"):
+    data["regimes"]["mine"] = {"batch": {"source": 8}, "weights": {"supervised": 1.0, "mmd": 1.0}}
+    with pytest.raises(ParamsError, match="regimes.mine.*mmd need at least 2 source and 2 target"):
+        params.parse(data)
+    data["regimes"]["mine"] = {"batch": {"source": -8}, "weights": {"supervised": 1.0}}
+    with pytest.raises(ParamsError, match="regimes.mine.*batch.source: -8 images a step"):
         params.parse(data)
 
 

@@ -1,6 +1,7 @@
 """The whole DAG on the tiny profile: what a user sees after `dvc repro` and after changing a param."""
 import json
 import re
+import shutil
 
 import pandas as pd
 import pytest
@@ -8,10 +9,14 @@ import yaml
 
 from dareg import hashes
 
-from conftest import can_isolate_network, run
+from conftest import can_isolate_network, run, set_params
 
 pytestmark = pytest.mark.pipeline
-TASKS, REGIMES = ("age", "popularity"), ("no_source", "no_da", "da")
+TASKS = ("age", "popularity")
+
+
+def listed_regimes(repo) -> list[str]:
+    return yaml.safe_load((repo / "params.yaml").read_text())["run"]["regimes"]
 
 
 def stages_run(output: str) -> set[str]:
@@ -25,11 +30,14 @@ def test_demo_ran_offline(pipeline):
     assert "Running stage 'summary'" in (pipeline / "repro.log").read_text()
 
 
-def test_metrics_show_lists_six_task_regime_rows(pipeline):
+def test_metrics_show_lists_every_task_and_regime(pipeline):
+    """Every regime of the contract is in run.regimes and trains and evaluates on both tasks."""
+    assert set(listed_regimes(pipeline)) >= {"no_source", "no_da", "da", "da_coral", "da_rsd",
+                                              "da_daregram", "da_dann", "da_adabn"}
     shown = json.loads(run(["dvc", "metrics", "show", "--json"], pipeline).stdout)
     files = next(iter(shown.values()))["data"]
     for task in TASKS:
-        for regime in REGIMES:
+        for regime in listed_regimes(pipeline):
             data = files[f"metrics/{task}/{regime}.json"]["data"]
             assert {"mae", "rmse", "spearman", "pearson", "n"} <= set(data), (task, regime)
             assert data["n"] == 24 and data["mae"] >= 0
@@ -38,9 +46,9 @@ def test_metrics_show_lists_six_task_regime_rows(pipeline):
 def test_summary_compares_regimes_per_task(pipeline):
     summary = json.loads((pipeline / "metrics" / "summary.json").read_text())
     assert set(summary) == set(TASKS)
-    assert set(summary["age"]["regimes"]) == set(REGIMES)
+    assert list(summary["age"]["regimes"]) == listed_regimes(pipeline)
     report = (pipeline / "metrics" / "summary.md").read_text()
-    assert "| da |" in report and "baseline: training mean" in report
+    assert "| da_adabn |" in report and "baseline: training mean" in report
     assert summary["age"]["unit"] == "years"
 
 
@@ -49,23 +57,41 @@ def test_status_is_clean_and_dag_has_every_stage(pipeline):
     listed = run(["dvc", "stage", "list", "--name-only"], pipeline).stdout.split()
     expected = {"fetch_wiki", "scrape_reddit", "scrape_flickr", "clean_wiki", "summary"}
     expected |= {f"{s}@{t}" for s in ("labels", "split", "cache") for t in TASKS}
-    expected |= {f"{s}@{t}-{r}" for s in ("train", "evaluate") for t in TASKS for r in REGIMES}
+    expected |= {f"{s}@{t}-{r}" for s in ("train", "evaluate") for t in TASKS
+                 for r in listed_regimes(pipeline)}
     assert set(listed) == expected
 
 
 def test_changing_one_regime_weight_reruns_only_what_depends_on_it(pipeline):
     """Only train/evaluate of `da` and the summary rerun; the next repro is a no-op."""
     params_file = pipeline / "params.yaml"
-    params = yaml.safe_load(params_file.read_text())
     original = params_file.read_text()
-    weights = params["regimes"]["da"]["weights"]
-    text = original.replace(f"mmd: {weights['mmd']}", "mmd: 123.0")
-    assert text != original
-    params_file.write_text(text)
-    ran = stages_run(run(["dvc", "repro"], pipeline).stdout)
-    assert ran == {"train@age-da", "train@popularity-da", "evaluate@age-da",
-                   "evaluate@popularity-da", "summary"}
-    assert stages_run(run(["dvc", "repro"], pipeline).stdout) == set()
+    set_params(params_file, {"regimes.da.weights.mmd": 123.0})
+    try:
+        ran = stages_run(run(["dvc", "repro"], pipeline).stdout)
+        assert ran == {"train@age-da", "train@popularity-da", "evaluate@age-da",
+                       "evaluate@popularity-da", "summary"}
+        assert stages_run(run(["dvc", "repro"], pipeline).stdout) == set()
+    finally:
+        params_file.write_text(original)
+        run(["dvc", "repro"], pipeline)
+
+
+def test_a_regime_added_to_params_and_the_list_reaches_the_summary(pipeline, tmp_path):
+    """The one-list rule: a params entry plus its name in run.regimes gives train and evaluate
+    stages for both tasks and a row in metrics/summary.md, with no edit of dvc.yaml or code."""
+    repo = tmp_path / "repo"
+    shutil.copytree(pipeline, repo, symlinks=True)
+    raw = yaml.safe_load((repo / "params.yaml").read_text())
+    set_params(repo / "params.yaml", {
+        "regimes.da_mine": {"control": "no_da", "batch": {"source": 8, "target_labeled": 8,
+                            "target_unlabeled": 4}, "weights": {"supervised": 1.0, "coral": 0.5}},
+        "run.regimes": [*raw["run"]["regimes"], "da_mine"]})
+    ran = stages_run(run(["dvc", "repro"], repo).stdout)
+    assert ran == {"train@age-da_mine", "train@popularity-da_mine", "evaluate@age-da_mine",
+                   "evaluate@popularity-da_mine", "summary"}
+    report = (repo / "metrics" / "summary.md").read_text()
+    assert report.count("| da_mine |") == 2 and report.count("| da_mine - no_da (control) |") == 2
 
 
 def test_image_folders_are_walked_only_as_outputs_and_hashes_carry_their_content(pipeline):

@@ -5,6 +5,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from dareg import plots, summary
 from dareg.errors import DataError
@@ -12,6 +13,27 @@ from dareg.errors import DataError
 from conftest import run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+PAIRS = [("da", "no_da", "control")]
+
+
+def test_each_regime_is_compared_with_its_control_and_the_reference_once():
+    regimes = ["no_source", "no_da", "da", "no_da_seed", "da_seed"]
+    controls = {"da": "no_da", "da_seed": "no_da_seed"}
+    assert summary.comparison_pairs(regimes, controls, "no_da") == [
+        ("no_source", "no_da", "reference"), ("da", "no_da", "control"),
+        ("no_da_seed", "no_da", "reference"), ("da_seed", "no_da_seed", "control"),
+        ("da_seed", "no_da", "reference")]
+
+
+def test_collapsed_regimes_are_flagged_in_the_report():
+    outputs = [evaluate_output("age", r, m) for r, m in (("no_da", 6.0), ("da", 4.0))]
+    outputs[0]["collapse_ratio"], outputs[1]["collapse_ratio"] = 0.2, 0.9
+    block = summary.collect(outputs)["age"]
+    block["comparisons"] = {}
+    report = summary.task_markdown("age", block, {})
+    assert summary.collapsed(block) == ["no_da"]
+    assert "| 0.20: **collapsed** |" in report and "| 0.90 |" in report
+    assert "Collapsed here: no_da." in report
 
 
 def evaluate_output(task: str, regime: str, mae: float) -> dict:
@@ -31,10 +53,11 @@ def test_report_shows_intervals_baseline_and_the_verdict_of_each_comparison():
     block = summary.collect([evaluate_output("age", r, m) for r, m in (("no_da", 6.0), ("da", 4.0))])
     truth = np.linspace(20, 60, 200)
     block["age"]["comparisons"] = summary.paired_comparisons(
-        {"no_da": predictions(truth, 8, 0), "da": predictions(truth, 2, 1)}, 1000, 0)
+        {"no_da": predictions(truth, 8, 0), "da": predictions(truth, 2, 1)}, PAIRS, 1000, 0)
     report = summary.task_markdown("age", block["age"], {"predicted vs true": "../plots/x.png"})
     assert "| da | 4.000 [3.000, 5.000] |" in report and "| baseline: training mean | 12.000 |" in report
-    assert re.search(r"\| da - no_da \| -\d\.\d{3} \| \[-\d\.\d{3}, -\d\.\d{3}\] \| yes \|", report)
+    assert re.search(r"\| da - no_da \(control\) \| -\d\.\d{3} \[-\d\.\d{3}, -\d\.\d{3}\] \| yes \| "
+                     r"\+\d\.\d{3} \[\+\d\.\d{3}, \+\d\.\d{3}\] \| yes \|", report)
     assert "CS(5)" in report and "![age: predicted vs true](../plots/x.png)" in report
     assert "One training seed (0)" in report
 
@@ -52,17 +75,17 @@ def test_report_with_several_seeds_shows_their_spread_and_each_best_epoch():
     block = summary.collect(outputs)["age"]
     truth = np.linspace(20, 60, 100)
     block["comparisons"] = summary.paired_comparisons(
-        {"no_da": seeded(truth, [8, 7, 9]), "da": seeded(truth, [2, 3, 2])}, 1000, 0)
+        {"no_da": seeded(truth, [8, 7, 9]), "da": seeded(truth, [2, 3, 2])}, PAIRS, 1000, 0)
     report = summary.task_markdown("age", block, {})
     assert "| da | 4.000 ± 0.250 [3.000, 5.000] |" in report and "| 3, 5, 4 |" in report
-    assert "trained 3 times (seeds 0, 1, 2)" in report and block["comparisons"]["da - no_da"]["beyond_noise"]
+    assert "trained 3 times (seeds 0, 1, 2)" in report and block["comparisons"]["da - no_da"]["mae"]["beyond_noise"]
 
 
 def test_comparisons_refuse_seeds_scored_on_different_images():
     frame = seeded(np.arange(10.0), [1, 1])
     frame.loc[frame["seed"] == 1, "actual"] += 1
     with pytest.raises(DataError, match="its seeds are not on the same test images"):
-        summary.paired_comparisons({"da": frame, "no_da": seeded(np.arange(10.0), [1, 1])}, 200, 0)
+        summary.paired_comparisons({"da": frame, "no_da": seeded(np.arange(10.0), [1, 1])}, PAIRS, 200, 0)
 
 
 def test_learning_curves_are_read_per_seed_from_dvclive_folders(tmp_path):
@@ -81,7 +104,7 @@ def test_comparisons_refuse_predictions_on_different_images():
     truth = np.arange(10.0)
     with pytest.raises(DataError, match="same test images"):
         summary.paired_comparisons({"no_da": predictions(truth, 1, 0),
-                                    "da": predictions(truth[::-1], 1, 0)}, 200, 0)
+                                    "da": predictions(truth[::-1], 1, 0)}, PAIRS, 200, 0)
 
 
 def test_figures_render_as_png(tmp_path):
@@ -105,8 +128,11 @@ def test_figures_render_as_png(tmp_path):
 @pytest.mark.pipeline
 def test_summary_stage_writes_reports_whose_figure_links_resolve(pipeline):
     table = json.loads((pipeline / "metrics" / "summary.json").read_text())
-    assert set(table["age"]["comparisons"]) == {"no_da - no_source", "da - no_source", "da - no_da"}
-    for report in ("metrics/summary.md", "metrics/age/report.md", "metrics/popularity/report.md"):
+    regimes = yaml.safe_load((pipeline / "params.yaml").read_text())["run"]["regimes"]
+    assert set(table["age"]["comparisons"]) == {"no_source - no_da"} | {
+        f"{r} - no_da" for r in regimes if r.startswith("da")}
+    assert set(table["popularity"]["comparisons"]["da - no_da"]) == {"mae", "spearman", "against"}
+    for report in ("metrics/summary.md", "metrics/reports/age.md", "metrics/reports/popularity.md"):
         path = pipeline / report
         links = re.findall(r"!\[[^]]*\]\(([^)]+\.png)\)", path.read_text())
         assert len(links) >= 3, report
@@ -120,5 +146,5 @@ def test_summary_stage_writes_reports_whose_figure_links_resolve(pipeline):
 def test_plots_are_git_tracked_not_dvc_cached(pipeline):
     """PNGs and plot data live in git (cache: false): a fresh clone has them without a remote."""
     for path in ("metrics/plots/age_regimes_side_by_side.png", "metrics/age/predictions/da.csv",
-                 "metrics/age/report.md"):
+                 "metrics/reports/age.md"):
         assert run(["git", "check-ignore", "-q", path], pipeline, check=False).returncode == 1, path

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from dareg import params, train
+from dareg import checkpoint, losses, params, train
 from dareg.data import Split, Stream
-from dareg.models import build_model, singh7_features
+from dareg.heads import DexHead
+from dareg.models import build_model, reestimate_batchnorm, singh7_features
 from dareg.params import ParamsError, Regime
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,7 +70,7 @@ def test_every_regime_takes_the_same_number_of_steps(p, monkeypatch):
     steps = []
     original = torch.optim.Adam.step
     monkeypatch.setattr(torch.optim.Adam, "step", lambda self, *a, **k: (steps.append(1), original(self, *a, **k))[1])
-    for name in ("no_source", "no_da", "da"):
+    for name in p.run.regimes:
         steps.clear()
         run(p, p.regimes[name], splits())
         assert len(steps) == p.train.epochs * p.train.steps_per_epoch, name
@@ -79,7 +80,7 @@ def test_a_regime_defined_only_in_params_runs(p):
     """A fourth regime (MMD without smoothing, half the source) needs no code change."""
     raw = params.yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["regimes"]["mmd_only"] = {"batch": {"source": 4, "target_labeled": 4, "target_unlabeled": 4},
-                                  "weights": {"mse": 1.0, "mmd": 10.0}}
+                                  "weights": {"supervised": 1.0, "mmd": 10.0}}
     regime = params.parse(raw).regimes["mmd_only"]
     logged = []
     run(p, regime, splits(), log=lambda epoch, values: logged.append(values))
@@ -98,7 +99,8 @@ def test_unlabeled_stream_carries_no_labels_into_the_loss(p):
     images, counts, labels = train.draw_batch(regime, streams)
     assert set(labels) == {"source", "target_labeled"}
     pred, feat, logits = train.forward(model, images, torch.device("cpu"))
-    terms = train.loss_terms(pred, feat, logits, counts, labels, model.head, regime, p.losses)
+    terms = train.loss_terms(pred, feat, logits, counts, labels, model.head, regime,
+                             losses.TermContext(p.losses))
     n_labeled = regime.batch["source"] + regime.batch["target_labeled"]
     truth = torch.cat([labels["source"], labels["target_labeled"]])
     expected = float(((pred[:n_labeled] - truth) ** 2).mean().detach())
@@ -109,12 +111,14 @@ def test_unlabeled_stream_carries_no_labels_into_the_loss(p):
 def test_gradients_of_alignment_terms_reach_the_convolutions(p):
     model = build_model(p.model, SIZE, seed=0)
     regime = Regime(batch={"source": 4, "target_unlabeled": 4, "target_labeled": 0},
-                    weights={"mse": 0.0, "mmd": 1.0, "smoothing": 1.0})
+                    weights={"supervised": 0.0, "mmd": 1.0, "smoothing": 1.0, "coral": 1.0,
+                             "rsd": 1.0, "daregram_angle": 1.0, "daregram_scale": 1.0})
     images = np.random.default_rng(0).integers(0, 255, (8, SIZE, SIZE, 3), dtype=np.uint8)
     pred, feat, logits = train.forward(model, images, torch.device("cpu"))
     terms = train.loss_terms(pred, feat, logits, {"source": 4, "target_unlabeled": 4},
-                             {"source": torch.rand(4)}, model.head, regime, p.losses)
-    (terms["mmd"] + terms["smoothing"]).backward()
+                             {"source": torch.rand(4)}, model.head, regime,
+                             losses.TermContext(p.losses))
+    sum(terms[n] for n in regime.alignment_terms).backward()
     first_conv = model.backbone[0].weight.grad
     assert first_conv is not None and float(first_conv.abs().sum()) > 0
 
@@ -148,3 +152,94 @@ def test_early_stopping_ends_after_patience_epochs_without_improvement(p):
     best = train.fit(build_model(p.model, SIZE, seed=0), splits(), p.regimes["no_source"], cfg,
                      p.losses, lambda m: next(maes), lambda e, v: logged.append(v))
     assert len(logged) == 3 and best["epoch"] == 1
+
+
+def test_the_loop_takes_any_registered_term_by_name(p, monkeypatch):
+    """A new term is a registered function and a weight: the loop asks the registry (no code)."""
+    calls = []
+
+    def spread(f_s, f_t, y_s, y_t, ctx):
+        calls.append((len(f_s), len(f_t)))
+        return (f_s.mean() - f_t.mean()).pow(2)
+
+    monkeypatch.setitem(losses.TERMS, "spread", losses.Term(spread))
+    monkeypatch.setattr(params, "ALIGNMENT_TERMS", (*params.ALIGNMENT_TERMS, "spread"))
+    regime = Regime(batch={"source": 4, "target_labeled": 2, "target_unlabeled": 2},
+                    weights={"supervised": 1.0, "spread": 5.0})
+    logged = []
+    run(p, regime, splits(), log=lambda epoch, values: logged.append(values))
+    assert calls[0] == (4, 4) and len(calls) == p.train.epochs * p.train.steps_per_epoch
+    assert logged[0]["train/total"] == pytest.approx(logged[0]["train/mse"] + 5 * logged[0]["train/spread"])
+
+
+def test_supervised_weighs_every_head_term_dex_cross_entropy_included():
+    terms = {"ce": torch.tensor(2.0), "mse": torch.tensor(0.5), "mmd": torch.tensor(1.0)}
+    regime = Regime(batch={"source": 4, "target_unlabeled": 4}, weights={"supervised": 3.0, "mmd": 0.1})
+    assert float(train.weighted_total(terms, regime)) == pytest.approx(3 * 2.5 + 0.1)
+    head = DexHead(8, 4, "uniform", "both", 0.0)
+    assert set(head.loss_terms(torch.rand(3), torch.rand(3, 4), torch.rand(3))) <= set(train.HEAD_TERMS)
+
+
+def test_a_loss_that_stops_being_finite_stops_training_naming_the_term(p, monkeypatch):
+    monkeypatch.setitem(losses.TERMS, "mmd", losses.Term(lambda *a: torch.tensor(float("nan"))))
+    with pytest.raises(train.TrainingError, match="epoch 1/2, step 1: loss term mmd is nan"):
+        run(p, p.regimes["da"], splits())
+
+
+def test_adabn_normalizes_each_domain_with_its_own_statistics(p):
+    """With per-domain groups, the target half's outputs do not depend on the source images in
+    the batch; pooled in one BatchNorm batch, they do."""
+    model = build_model(p.model, SIZE, seed=0).train()
+    rng = np.random.default_rng(0)
+    target = rng.integers(0, 255, (4, SIZE, SIZE, 3), dtype=np.uint8)
+    sources = [rng.integers(0, 255, (4, SIZE, SIZE, 3), dtype=np.uint8) // k for k in (1, 3)]
+    cpu = torch.device("cpu")
+    per_domain = [train.forward(model, np.concatenate([s, target]), cpu, [4, 4])[1][4:] for s in sources]
+    pooled = [train.forward(model, np.concatenate([s, target]), cpu)[1][4:] for s in sources]
+    assert torch.allclose(*per_domain) and not torch.allclose(*pooled)
+
+
+def test_adabn_checkpoint_carries_the_targets_batchnorm_statistics(p):
+    """The kept weights' running statistics are those of the target training images (labeled and
+    unlabeled), not of the mixed training batches."""
+    data = splits()
+    model, best = run(p, p.regimes["da_adabn"], data)
+    model.load_state_dict(best["state"])
+    saved = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    target = list(train.target_batches(data, "cpu"))
+    assert [len(x) for x in target] == [len(data["target_train"]) + len(data["target_unlabeled"])]
+    reestimate_batchnorm(model, target)
+    for name, value in model.state_dict().items():
+        if "running" in name:
+            assert torch.allclose(value, saved[name], rtol=1e-4, atol=1e-6), name
+    first = model.backbone[1]  # the first BatchNorm: its mean is the first conv's output mean
+    conv_out = model.backbone[0]((target[0] - model.input_mean) / model.input_std)
+    assert torch.allclose(first.running_mean, conv_out.mean((0, 2, 3)), atol=1e-5)
+
+
+def test_adabn_needs_batchnorm(p):
+    no_bn = replace(p, model=replace(p.model, norm="none"))
+    with pytest.raises(ParamsError, match="adabn: true needs BatchNorm.*model.norm: batch"):
+        run(no_bn, p.regimes["da_adabn"], splits())
+
+
+def test_dann_trains_a_discriminator_that_the_checkpoint_leaves_out(p):
+    model = build_model(p.model, SIZE, seed=0)
+    train.prepare(model, splits(), p.regimes["da_dann"], p.train, p.losses)
+    before = copy.deepcopy(model.adapters.state_dict())
+    best = train.fit(model, splits(), p.regimes["da_dann"], p.train, p.losses, lambda m: 1.0,
+                     lambda e, v: None)
+    assert set(before) and any(not torch.equal(before[k], v) for k, v in model.adapters.state_dict().items())
+    saved = checkpoint.make(best["state"], p.model, SIZE, {"unit": "years"}, {})
+    assert not [k for k in saved["model_state"] if k.startswith("adapters.")]
+    restored = checkpoint.restore_model(saved)
+    assert len(restored.adapters) == 0
+
+
+def test_per_domain_slices_of_several_ranks_gather_back_in_batch_order():
+    """Under DDP each rank runs its share of each domain group; gathered rank by rank, the
+    pieces go back to the global batch's order (source first, then target)."""
+    batch = torch.arange(10.0)  # groups: source 0-3, target 4-9; two ranks
+    rank_parts = [torch.cat([batch[0:2], batch[4:7]]), torch.cat([batch[2:4], batch[7:10]])]
+    assert torch.equal(train._batch_order(torch.cat(rank_parts), [4, 6], 2), batch)
+    assert torch.equal(train._batch_order(batch, [4, 6], 1), batch)

@@ -21,7 +21,9 @@ from dareg.models import build_model, input_norm
 
 def make(state: dict, model_params: params_mod.Model, image_size: int, scaling: dict,
          meta: dict) -> dict:
-    """A checkpoint dict; `meta` holds task, regime, epoch, validation error and training config."""
+    """A checkpoint dict; `meta` holds task, regime, epoch, validation error and training config.
+    The adapters (modules only training needs, such as DANN's discriminator) are left out."""
+    state = {k: v for k, v in state.items() if not k.startswith("adapters.")}
     return {"format": "dareg-checkpoint-1", "model_state": state, "model": asdict(model_params),
             "image_size": image_size, "input_norm": input_norm(model_params), "scaling": scaling,
             **meta}

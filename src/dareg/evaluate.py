@@ -14,7 +14,9 @@ from dareg import losses
 
 
 def regression_metrics(truth: np.ndarray, pred: np.ndarray) -> dict:
-    """mae, rmse, spearman, pearson and n; correlations are null when either side is constant."""
+    """mae, rmse, spearman, pearson, collapse_ratio and n; correlations are null when either side
+    is constant. collapse_ratio = std(pred) / std(truth): near 1 for a model that spreads its
+    predictions like the labels, near 0 for one that predicts about the same for every image."""
     truth, pred = np.asarray(truth, float), np.asarray(pred, float)
     error = pred - truth
     varied = len(truth) > 1 and np.ptp(truth) > 0 and np.ptp(pred) > 0
@@ -23,6 +25,7 @@ def regression_metrics(truth: np.ndarray, pred: np.ndarray) -> dict:
         "rmse": float(np.sqrt(np.mean(error**2))),
         "spearman": float(stats.spearmanr(truth, pred)[0]) if varied else None,
         "pearson": float(stats.pearsonr(truth, pred)[0]) if varied else None,
+        "collapse_ratio": float(np.std(pred) / np.std(truth)) if np.std(truth) > 0 else None,
         "n": int(len(truth)),
     }
 
@@ -93,32 +96,50 @@ def _interval(resampled: np.ndarray, level: float) -> dict:
     return {"low": float(low), "high": float(high)}
 
 
-def paired_mae_difference(truth: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray,
-                          samples: int, seed: int, level: float = 0.95) -> dict:
-    """MAE(a) - MAE(b) on the same test images, with a paired percentile bootstrap interval.
+def paired_difference(truth: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray,
+                      samples: int, seed: int, statistic: str = "mae", level: float = 0.95) -> dict:
+    """stat(a) - stat(b) on the same test images, with a paired percentile bootstrap interval;
+    stat is the MAE (negative: a has the lower error) or Spearman's rho (positive: a ranks better).
 
-    pred_a, pred_b: (n,), or (seeds, n) with one row per training seed (a regime's MAE is then the
-    mean over its seeds). Resample b draws n test images I_b, the same for both regimes, so what
-    the images share cancels out; a regime with S > 1 seeds also draws S of its seeds with
-    replacement, so the interval holds the seed-to-seed spread too:
-        diff_b = mean_{s in S_a,b} MAE_s(a; I_b) - mean_{s in S_b,b} MAE_s(b; I_b)
-    The difference is beyond noise when the interval excludes 0 (negative: a has the lower error).
+    pred_a, pred_b: (n,), or (seeds, n) with one row per training seed (a regime's statistic is
+    then the mean over its seeds). Resample b draws n test images I_b, the same for both regimes,
+    so what the images share cancels out; a regime with S > 1 seeds also draws S of its seeds
+    with replacement, so the interval holds the seed-to-seed spread too:
+        diff_b = mean_{s in S_a,b} stat_s(a; I_b) - mean_{s in S_b,b} stat_s(b; I_b)
+    The difference is beyond noise when the interval excludes 0. None for Spearman when a
+    regime's predictions are constant (its rho is undefined).
     """
     truth = np.asarray(truth, float)
     idx = bootstrap_indices(len(truth), samples, seed)
     seed_rng = np.random.default_rng([seed, 1])
+    t_ranks = stats.rankdata(truth[idx], axis=1) if statistic == "spearman" else None
 
-    def resampled(pred) -> tuple[float, np.ndarray]:  # the regime's MAE and its (samples,) resamples
-        errors = np.abs(np.atleast_2d(np.asarray(pred, float)) - truth)  # (seeds, n)
-        per_seed = np.stack([e[idx].mean(1) for e in errors], axis=1)  # (samples, seeds)
-        if len(errors) > 1:
-            per_seed = np.take_along_axis(per_seed, seed_rng.integers(0, len(errors), per_seed.shape), 1)
-        return float(errors.mean()), per_seed.mean(1)
+    def score(p: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+        if statistic == "mae":
+            return np.abs(p - truth).mean() if rows is None else np.abs(p[rows] - truth[rows]).mean(1)
+        if rows is None:
+            return regression_metrics(truth, p)["spearman"] or np.nan
+        return _row_pearson(t_ranks, stats.rankdata(p[rows], axis=1))
 
-    (mae_a, boot_a), (mae_b, boot_b) = resampled(pred_a), resampled(pred_b)
-    ci = _interval(boot_a - boot_b, level)
-    return {"difference": mae_a - mae_b, "ci": ci, "level": level,
+    def resampled(pred) -> tuple[float, np.ndarray]:  # the regime's value and its (samples,) resamples
+        preds = np.atleast_2d(np.asarray(pred, float))  # (seeds, n)
+        per_seed = np.stack([score(p, idx) for p in preds], axis=1)  # (samples, seeds)
+        if len(preds) > 1:
+            per_seed = np.take_along_axis(per_seed, seed_rng.integers(0, len(preds), per_seed.shape), 1)
+        return float(np.mean([score(p, None) for p in preds])), per_seed.mean(1)
+
+    (value_a, boot_a), (value_b, boot_b) = resampled(pred_a), resampled(pred_b)
+    diffs = boot_a - boot_b
+    if not np.isfinite(value_a - value_b) or not np.isfinite(diffs).all():
+        return None
+    ci = _interval(diffs, level)
+    return {"difference": value_a - value_b, "ci": ci, "level": level,
             "beyond_noise": bool(ci["low"] > 0 or ci["high"] < 0)}
+
+
+def paired_mae_difference(truth, pred_a, pred_b, samples: int, seed: int, level: float = 0.95) -> dict:
+    """MAE(a) - MAE(b) with its paired bootstrap interval (paired_difference)."""
+    return paired_difference(truth, pred_a, pred_b, samples, seed, "mae", level)
 
 
 def seed_spread(values: list[float | None]) -> dict | None:

@@ -1,14 +1,54 @@
-"""Loss terms of the `da` regime: Gaussian-kernel MMD between domains and cross-domain smoothing.
+"""Loss terms of the adaptation regimes, registered by name: a regime's `weights` name the terms
+that enter its loss, and the training loop asks this registry for them.
 
-Names follow the transfer-learning literature: f_s, f_t are source and target features (n, d) and
-(m, d); y_s, y_t are predictions (n,) and (m,).
+Every term is a pure function  term(f_s, f_t, y_s, y_t, ctx) -> scalar tensor  of the batch's
+source and target features f_s (n, d), f_t (m, d) and predictions y_s (n,), y_t (m,), with
+`ctx` (TermContext) holding the loss params, the share of training done and the model's
+adaptation modules. Names follow thuml/Transfer-Learning-Library (x_s, x_t, f_s, f_t).
+The supervised loss is the head's (dareg.heads), weighed by `supervised`.
 """
 from __future__ import annotations
 
-from typing import Sequence
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
 
 import torch
+from torch import nn
+from torch.nn import functional as F
 
+from dareg.linalg import square_svd
+from dareg.params import Losses
+
+
+@dataclass(frozen=True)
+class TermContext:
+    """What a term may read besides the batch: params, training progress in [0, 1], and the
+    adaptation modules built on the model (DANN's domain discriminator)."""
+
+    cfg: Losses
+    progress: float = 0.0
+    modules: Mapping[str, nn.Module] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Term:
+    fn: Callable[..., torch.Tensor]
+    modules: tuple[str, ...] = ()  # adaptation modules the term needs on the model
+
+
+TERMS: dict[str, Term] = {}
+
+
+def register(name: str, modules: tuple[str, ...] = ()):
+    """Decorator: make `fn` the loss term `name` (what a regime's weights refer to)."""
+    def add(fn):
+        TERMS[name] = Term(fn, modules)
+        return fn
+    return add
+
+
+# ----- kernels -----------------------------------------------------------------------------------
 
 def squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """||a_i - b_j||^2 as an (n, m) matrix; safe to differentiate at zero distance (unlike cdist)."""
@@ -25,6 +65,14 @@ def median_bandwidth(f_s: torch.Tensor, f_t: torch.Tensor) -> torch.Tensor:
         return off_diagonal.median().clamp_min(1e-12)
 
 
+def bandwidths(f_s: torch.Tensor, f_t: torch.Tensor, rule: str, scales: Sequence[float]
+               ) -> list[torch.Tensor]:
+    """Kernel bandwidths: `feature_dim` (the seed's d) or `median` (heuristic), times each scale."""
+    base = (torch.tensor(float(f_s.shape[1]), device=f_s.device) if rule == "feature_dim"
+            else median_bandwidth(f_s, f_t))
+    return [base * s for s in scales]
+
+
 def gaussian_kernel(a: torch.Tensor, b: torch.Tensor, bandwidths: Sequence[float] | torch.Tensor
                     ) -> torch.Tensor:
     """k(a_i, b_j) = mean_s exp(-||a_i - b_j||^2 / bandwidth_s), an (n, m) matrix.
@@ -35,8 +83,10 @@ def gaussian_kernel(a: torch.Tensor, b: torch.Tensor, bandwidths: Sequence[float
     return torch.stack([torch.exp(-d2 / bw) for bw in bandwidths]).mean(0)
 
 
+# ----- MMD and smoothing (the seed's terms) ------------------------------------------------------
+
 def mmd(f_s: torch.Tensor, f_t: torch.Tensor, bandwidths, unbiased: bool = True) -> torch.Tensor:
-    """Squared maximum mean discrepancy between the samples f_s (n, d) and f_t (m, d).
+    """Squared maximum mean discrepancy (Gretton et al. 2012) between f_s (n, d) and f_t (m, d).
 
     biased:   mean_ij k(s_i, s_j) + mean_ij k(t_i, t_j) - 2 mean_ij k(s_i, t_j)
     unbiased: the same with the diagonals i = j left out of the first two means, so identical
@@ -53,19 +103,191 @@ def mmd(f_s: torch.Tensor, f_t: torch.Tensor, bandwidths, unbiased: bool = True)
 
 
 def smoothing(f_s: torch.Tensor, f_t: torch.Tensor, y_s: torch.Tensor, y_t: torch.Tensor,
-              bandwidths) -> torch.Tensor:
-    """Cross-domain smoothness: 1/2 sum_ij k(f_s_i, f_t_j) (y_s_i - y_t_j)^2.
+              bandwidths, form: str = "graph") -> torch.Tensor:
+    """Cross-domain smoothness of the predictions over the source-target kernel graph.
 
-    Equals 1/2 y^T L y for y = (y_s, y_t) and the Laplacian L of the bipartite source-target
-    graph with edge weights k: similar-looking images across domains are pushed to similar outputs.
+    graph (default): S = 1/(2 n m) sum_ij sg[k(f_s_i, f_t_j)] (y_s_i - y_t_j)^2, sg = stop-gradient:
+          label propagation on a fixed graph (the predictions move, the features are not pushed
+          apart to cut edges), and a mean, so its weight means the same at any batch mix.
+    seed: S = 1/2 sum_ij k(f_s_i, f_t_j) (y_s_i - y_t_j)^2 with the gradient through k, as the
+          first seed: lowered also by pushing source and target features apart (against MMD).
+    Both equal c * 1/2 y^T L y for y = (y_s, y_t) and the Laplacian L of the bipartite graph with
+    edge weights k (c = 1/(n m) for graph, 1 for seed).
     """
     weights = gaussian_kernel(f_s, f_t, bandwidths)  # (n, m)
-    return 0.5 * (weights * (y_s[:, None] - y_t[None, :]).pow(2)).sum()
+    gaps = (y_s[:, None] - y_t[None, :]).pow(2)
+    if form == "seed":
+        return 0.5 * (weights * gaps).sum()
+    return 0.5 * (weights.detach() * gaps).mean()
 
 
-def bandwidths(f_s: torch.Tensor, f_t: torch.Tensor, rule: str, scales: Sequence[float]
-               ) -> list[torch.Tensor]:
-    """Kernel bandwidths: `feature_dim` (the seed's d) or `median` (heuristic), times each scale."""
-    base = (torch.tensor(float(f_s.shape[1]), device=f_s.device) if rule == "feature_dim"
-            else median_bandwidth(f_s, f_t))
-    return [base * s for s in scales]
+@register("mmd")
+def mmd_term(f_s, f_t, y_s, y_t, ctx: TermContext) -> torch.Tensor:
+    """`mmd` above with the kernel of `losses` (bandwidth rule, scales, estimator)."""
+    bws = bandwidths(f_s, f_t, ctx.cfg.bandwidth, ctx.cfg.scales)
+    return mmd(f_s, f_t, bws, ctx.cfg.mmd_estimator == "unbiased")
+
+
+@register("smoothing")
+def smoothing_term(f_s, f_t, y_s, y_t, ctx: TermContext) -> torch.Tensor:
+    """`smoothing` above with the kernel of `losses` and `losses.smoothing_form`."""
+    bws = bandwidths(f_s, f_t, ctx.cfg.bandwidth, ctx.cfg.scales)
+    return smoothing(f_s, f_t, y_s, y_t, bws, ctx.cfg.smoothing_form)
+
+
+# ----- Deep CORAL --------------------------------------------------------------------------------
+
+def covariance(f: torch.Tensor) -> torch.Tensor:
+    """C = (f - mean)^T (f - mean) / (n - 1), (d, d)."""
+    centred = f - f.mean(0, keepdim=True)
+    return centred.T @ centred / (len(f) - 1)
+
+
+@register("coral")
+def coral(f_s, f_t, y_s=None, y_t=None, ctx=None) -> torch.Tensor:
+    """Deep CORAL (Sun & Saenko, ECCV workshops 2016): ||C_s - C_t||_F^2 / (4 d^2), C the feature
+    covariance. Zero for equal covariances; blind to a shift of the means."""
+    d = f_s.shape[1]
+    return (covariance(f_s) - covariance(f_t)).pow(2).sum() / (4 * d * d)
+
+
+# ----- RSD ---------------------------------------------------------------------------------------
+
+def principal_bases(f_s: torch.Tensor, f_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """U_s, U_t (d, k): the first k = min(n, m, d) left singular vectors of f_s^T and f_t^T, so
+    the two subspaces have one dimension (RSD's batches are equal; here they may not be)."""
+    k = min(len(f_s), len(f_t), f_s.shape[1])
+    u_s = torch.linalg.svd(f_s.T, full_matrices=False)[0][:, :k]
+    u_t = torch.linalg.svd(f_t.T, full_matrices=False)[0][:, :k]
+    return u_s, u_t
+
+
+@register("rsd")
+def rsd(f_s, f_t, y_s=None, y_t=None, ctx: TermContext | None = None) -> torch.Tensor:
+    """Representation Subspace Distance (Chen, Wang, Wang, Long, ICML 2021, "Representation
+    Subspace Distance for Domain Adaptation Regression"):
+
+        U_s^T U_t = P_s diag(cos theta) P_t^T            (SVD; theta: the principal angles)
+        RSD = sum_i sin(theta_i) + tradeoff * || |P_s| - |P_t| ||_F
+
+    the second part being the paper's base-mismatch penalty (`losses.rsd_tradeoff`, 0.1 in the
+    thuml reference). Aligns the subspaces' orientation and leaves the features' scale alone,
+    which regression needs: RSD(c f_s, f_t) = RSD(f_s, f_t) for c > 0.
+    """
+    tradeoff = 0.1 if ctx is None else ctx.cfg.rsd_tradeoff
+    u_s, u_t = principal_bases(f_s, f_t)
+    p_s, cosines, p_t = square_svd(u_s.T @ u_t)
+    sines = torch.sqrt((1.0 - cosines.pow(2)).clamp_min(1e-12))
+    return sines.sum() + tradeoff * torch.linalg.matrix_norm(p_s.abs() - p_t.abs())
+
+
+# ----- DARE-GRAM ---------------------------------------------------------------------------------
+
+def gram(f: torch.Tensor) -> torch.Tensor:
+    """G = A^T A / n with A = [1, f] (n, d + 1): the Gram matrix of OLS on these features, divided
+    by the batch size (not in the paper) so that batches of different sizes compare."""
+    a = torch.cat([torch.ones(len(f), 1, dtype=f.dtype, device=f.device), f], 1)
+    return a.T @ a / len(f)
+
+
+def daregram_parts(f_s: torch.Tensor, f_t: torch.Tensor, threshold: float
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(angle, scale) of DARE-GRAM (Nejjar, Wang, Fink, CVPR 2023, arXiv 2303.13325):
+
+        k    = the larger, over the two domains, of the fewest leading eigenvalues of G whose
+               cumulative share reaches `threshold`
+        G^+  = pseudo-inverse keeping those k (relative tolerance between lambda_k and lambda_k+1)
+        angle = mean over the d + 1 columns j of 1 - cos(G_s^+[:, j], G_t^+[:, j])
+        scale = || lambda_s[:k] - lambda_t[:k] ||_2 / k
+    """
+    g_s, g_t = gram(f_s), gram(f_t)
+    lam_s, lam_t = torch.linalg.svdvals(g_s), torch.linalg.svdvals(g_t)
+    k = max(_leading(lam_s.detach(), threshold), _leading(lam_t.detach(), threshold))
+    inverses = [torch.linalg.pinv(g, rtol=_cut(lam.detach(), k)) for g, lam in ((g_s, lam_s), (g_t, lam_t))]
+    angle = (1.0 - F.cosine_similarity(*inverses, dim=0, eps=1e-8)).mean()
+    scale = torch.linalg.vector_norm(lam_s[:k] - lam_t[:k]) / k
+    return angle, scale
+
+
+def _leading(eigenvalues: torch.Tensor, threshold: float) -> int:
+    """The fewest leading values whose cumulative share of the sum reaches `threshold` (>= 1)."""
+    share = eigenvalues.cumsum(0) / eigenvalues.sum().clamp_min(1e-30)
+    first = int(torch.searchsorted(share, torch.tensor(threshold - 1e-9, dtype=share.dtype)))
+    return min(first + 1, len(eigenvalues))
+
+
+def _cut(eigenvalues: torch.Tensor, k: int) -> float:
+    """A relative tolerance that keeps the first k values and drops the rest."""
+    top = float(eigenvalues[0].clamp_min(1e-30))
+    if k >= len(eigenvalues):
+        return 0.0
+    return math.sqrt(float(eigenvalues[k - 1]) * max(float(eigenvalues[k]), 0.0)) / top
+
+
+@register("daregram_angle")
+def daregram_angle(f_s, f_t, y_s=None, y_t=None, ctx: TermContext | None = None) -> torch.Tensor:
+    """DARE-GRAM's angle term (daregram_parts); the paper weighs it alpha (0.05-0.5 in use)."""
+    return daregram_parts(f_s, f_t, 0.99 if ctx is None else ctx.cfg.daregram_threshold)[0]
+
+
+@register("daregram_scale")
+def daregram_scale(f_s, f_t, y_s=None, y_t=None, ctx: TermContext | None = None) -> torch.Tensor:
+    """DARE-GRAM's scale term (daregram_parts); the paper weighs it gamma (1e-3-3e-3 in use)."""
+    return daregram_parts(f_s, f_t, 0.99 if ctx is None else ctx.cfg.daregram_threshold)[1]
+
+
+# ----- DANN --------------------------------------------------------------------------------------
+
+class _ReverseGradient(torch.autograd.Function):
+    """Identity forward; backward multiplies the gradient by -coeff (Ganin et al.'s GRL)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, coeff: float):
+        ctx.coeff = coeff
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return -ctx.coeff * grad, None
+
+
+def reverse_gradient(x: torch.Tensor, coeff: float) -> torch.Tensor:
+    return _ReverseGradient.apply(x, coeff)
+
+
+def dann_coefficient(progress: float) -> float:
+    """The gradient-reversal strength over training: 2 / (1 + exp(-10 p)) - 1, from 0 to ~1."""
+    return 2.0 / (1.0 + math.exp(-10.0 * progress)) - 1.0
+
+
+def domain_discriminator(feature_dim: int, cfg: Losses) -> nn.Module:
+    """DANN's domain classifier: two hidden ReLU layers of `losses.dann_hidden` units, one logit."""
+    h = cfg.dann_hidden
+    return nn.Sequential(nn.Linear(feature_dim, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(),
+                         nn.Linear(h, 1))
+
+
+MODULE_BUILDERS = {"domain_discriminator": domain_discriminator}
+
+
+@register("dann", modules=("domain_discriminator",))
+def dann(f_s, f_t, y_s, y_t, ctx: TermContext) -> torch.Tensor:
+    """Domain-adversarial training (Ganin et al., JMLR 2016):
+
+        L = 1/2 [ mean_i BCE(D(R(f_s_i)), 1) + mean_j BCE(D(R(f_t_j)), 0) ]
+
+    D the domain discriminator, R the gradient-reversal layer with strength
+    dann_coefficient(progress): D learns to tell the domains apart, the features to hide them.
+    Never below log 2 when the two samples are identical (D cannot beat chance).
+    """
+    discriminator = ctx.modules["domain_discriminator"]
+    logits = discriminator(reverse_gradient(torch.cat([f_s, f_t]), dann_coefficient(ctx.progress)))
+    logit_s, logit_t = logits.squeeze(1).split([len(f_s), len(f_t)])
+    return 0.5 * (F.binary_cross_entropy_with_logits(logit_s, torch.ones_like(logit_s))
+                  + F.binary_cross_entropy_with_logits(logit_t, torch.zeros_like(logit_t)))
+
+
+def build_modules(terms: Sequence[str], feature_dim: int, cfg: Losses) -> dict[str, nn.Module]:
+    """The adaptation modules the named terms need, freshly initialised."""
+    names = dict.fromkeys(m for t in terms for m in TERMS[t].modules)
+    return {name: MODULE_BUILDERS[name](feature_dim, cfg) for name in names}

@@ -72,18 +72,54 @@ class Regressor(nn.Module):
 
     forward(x) returns (prediction (N,) in the scaled label range, features (N, feature_dim));
     with_logits=True adds the DEX head's logits (N, K), or None for the sigmoid head.
+    domains=[n_1, n_2, ...] runs the backbone on each consecutive group of images separately, so
+    BatchNorm normalizes each domain with its own batch statistics (AdaBN).
+    `adapters` holds modules an adaptation term trains with the network (DANN's discriminator);
+    they are not part of a saved checkpoint.
     """
 
-    def __init__(self, backbone: nn.Module, head: nn.Module, input_norm: dict):
+    def __init__(self, backbone: nn.Module, head: nn.Module, input_norm: dict, feature_dim: int):
         super().__init__()
-        self.backbone, self.head = backbone, head
+        self.backbone, self.head, self.feature_dim = backbone, head, feature_dim
+        self.adapters = nn.ModuleDict()
         self.register_buffer("input_mean", torch.tensor(input_norm["mean"]).view(1, 3, 1, 1))
         self.register_buffer("input_std", torch.tensor(input_norm["std"]).view(1, 3, 1, 1))
 
-    def forward(self, x: torch.Tensor, with_logits: bool = False):
-        features = self.backbone((x - self.input_mean) / self.input_std)
+    def forward(self, x: torch.Tensor, with_logits: bool = False, domains: list[int] | None = None):
+        x = (x - self.input_mean) / self.input_std
+        if domains and len(domains) > 1:
+            features = torch.cat([self.backbone(part) for part in x.split(domains)])
+        else:
+            features = self.backbone(x)
         pred, logits = self.head(features)
         return (pred, features, logits) if with_logits else (pred, features)
+
+    def predictor_state(self) -> dict:
+        """The state dict without the adapters: what predicting needs."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("adapters.")}
+
+
+def batchnorm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+@torch.no_grad()
+def reestimate_batchnorm(model: Regressor, batches) -> None:
+    """AdaBN (Li et al. 2016): replace every BatchNorm's running mean and variance by the
+    statistics of the given image batches (float (B, 3, H, W) in [0, 1]), averaged with equal
+    weight per batch; dropout stays off and no random state is consumed."""
+    layers, was_training = batchnorm_layers(model), model.training
+    model.eval()
+    momenta = [layer.momentum for layer in layers]
+    for layer in layers:
+        layer.reset_running_stats()
+        layer.momentum = None  # cumulative average over the batches
+        layer.train()
+    for x in batches:
+        model.backbone((x - model.input_mean) / model.input_std)
+    for layer, momentum in zip(layers, momenta):
+        layer.momentum = momentum
+    model.train(was_training)
 
 
 def input_norm(params: Model) -> dict:
@@ -103,4 +139,4 @@ def build_model(params: Model, image_size: int, seed: int | None = None,
             backbone, dim = torchvision_features(params.backbone, params.weights, pretrained)
         head = (SigmoidHead(dim, params.dropout) if params.head == "sigmoid"
                 else DexHead(dim, params.bins, params.binning, params.dex_loss, params.dropout))
-        return Regressor(backbone, head, input_norm(params))
+        return Regressor(backbone, head, input_norm(params), dim)

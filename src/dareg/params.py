@@ -158,11 +158,23 @@ class Train:
 
 @dataclass(frozen=True)
 class Losses:
-    """How the kernel of the MMD and smoothing terms is built."""
+    """Settings of the loss terms (dareg.losses); a regime may override any of them (its `losses`)."""
 
     bandwidth: Literal["median", "feature_dim"]
     scales: list[float]
     mmd_estimator: Literal["unbiased", "biased"]
+    smoothing_form: Literal["graph", "seed"]
+    rsd_tradeoff: float
+    daregram_threshold: float
+    dann_hidden: int
+
+    def __post_init__(self):
+        if not self.scales or any(s <= 0 for s in self.scales):
+            raise ParamsError(f"scales: {self.scales} must be positive multiples of the bandwidth")
+        if not 0.0 < self.daregram_threshold <= 1.0:
+            raise ParamsError(f"daregram_threshold: {self.daregram_threshold} must be in (0, 1]")
+        if self.dann_hidden < 1 or self.rsd_tradeoff < 0:
+            raise ParamsError("dann_hidden must be at least 1 and rsd_tradeoff at least 0")
 
 
 @dataclass(frozen=True)
@@ -179,30 +191,64 @@ class Evaluate:
 
 
 STREAMS = ("source", "target_labeled", "target_unlabeled")
-LOSS_TERMS = ("mse", "mmd", "smoothing")  # mse: the head's supervised loss
+LABELED_STREAMS = ("source", "target_labeled")
+SUPERVISED = "supervised"  # the weight of the head's supervised loss (squared error, DEX's cross-entropy)
+# The alignment terms registered in dareg.losses (kept here so loading params needs no torch;
+# tests/test_losses.py checks the two lists agree).
+ALIGNMENT_TERMS = ("mmd", "smoothing", "coral", "rsd", "daregram_angle", "daregram_scale", "dann")
 
 
 @dataclass(frozen=True)
 class Regime:
-    """What one regime draws per batch (images per stream) and how it weighs each loss term."""
+    """What one regime draws per batch (images per stream), how it weighs each loss term, which
+    regime is its control, whether BatchNorm works per domain (AdaBN) and any `losses` overrides."""
 
     batch: dict[str, int]
     weights: dict[str, float] = field(default_factory=dict)
+    control: str = ""
+    adabn: bool = False
+    losses: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
-        for name in self.batch:
+        for name, count in self.batch.items():
             if name not in STREAMS:
                 raise ParamsError(f"regime batch stream {name!r} unknown; use one of {STREAMS}")
+            if count < 0:
+                raise ParamsError(f"batch.{name}: {count} images a step; use 0 or more")
         for name in self.weights:
-            if name not in LOSS_TERMS:
-                raise ParamsError(f"regime loss term {name!r} unknown; use one of {LOSS_TERMS}")
-        labeled = self.batch.get("source", 0) + self.batch.get("target_labeled", 0)
-        if labeled <= 0:
+            if name == "mse":
+                raise ParamsError("weights: 'mse' is now called 'supervised' (it weighs the "
+                                  "head's supervised loss, DEX's cross-entropy included)")
+            if name not in (SUPERVISED, *ALIGNMENT_TERMS):
+                raise ParamsError(f"regime loss term {name!r} unknown; use one of "
+                                  f"{(SUPERVISED, *ALIGNMENT_TERMS)}")
+        if sum(self.batch.get(n, 0) for n in LABELED_STREAMS) <= 0:
             raise ParamsError("a regime must draw labeled images (source or target_labeled)")
-        wants_domains = any(self.weights.get(k) for k in ("mmd", "smoothing"))
         target = self.batch.get("target_labeled", 0) + self.batch.get("target_unlabeled", 0)
-        if wants_domains and (self.batch.get("source", 0) < 2 or target < 2):
-            raise ParamsError("mmd and smoothing need at least 2 source and 2 target images a batch")
+        if self.alignment_terms and (self.batch.get("source", 0) < 2 or target < 2):
+            raise ParamsError(f"{', '.join(self.alignment_terms)} need at least 2 source and 2 "
+                              f"target images a batch")
+        unknown = sorted(set(self.losses) - {f.name for f in dataclasses.fields(Losses)})
+        if unknown:
+            raise ParamsError(f"losses: {unknown[0]!r} is not a key of the losses section")
+
+    @property
+    def alignment_terms(self) -> list[str]:
+        """The alignment terms this regime weighs (non-zero weight), in params order."""
+        return [n for n, w in self.weights.items() if w and n != SUPERVISED]
+
+    def labeled_counts(self) -> dict[str, int]:
+        """Labeled images a step per labeled stream: what a regime and its control must share."""
+        return {n: self.batch.get(n, 0) for n in LABELED_STREAMS}
+
+
+@dataclass(frozen=True)
+class Run:
+    """Which regimes the pipeline trains, evaluates and compares (dvc.yaml reads this list), and
+    the regime every other one is compared with in the summary."""
+
+    regimes: list[str]
+    reference: str
 
 
 @dataclass(frozen=True)
@@ -219,7 +265,45 @@ class Params:
     train: Train
     losses: Losses
     regimes: dict[str, Regime]
+    run: Run
     evaluate: Evaluate
+
+    def __post_init__(self):
+        for name in self.run.regimes:
+            if name not in self.regimes:
+                raise ParamsError(f"run.regimes: {name!r} is not defined under regimes; known: "
+                                  f"{sorted(self.regimes)}")
+        if self.run.reference not in self.run.regimes:
+            raise ParamsError(f"run.reference: {self.run.reference!r} is not in run.regimes")
+        for name, regime in self.regimes.items():
+            check_control(name, regime, self.regimes, name in self.run.regimes and self.run.regimes)
+            self.regime_losses(name)  # overrides of the right types
+
+    def regime_losses(self, name: str) -> Losses:
+        """The `losses` section with regime `name`'s overrides applied."""
+        merged = {**dataclasses.asdict(self.losses), **self.regimes[name].losses}
+        return _build(Losses, merged, f"regimes.{name}.losses")
+
+
+def check_control(name: str, regime: Regime, regimes: dict[str, Regime], listed) -> None:
+    """A regime's control draws exactly its labeled images and weighs no alignment term, so the
+    two differ only in the unlabeled stream and the alignment (and AdaBN); a listed regime's
+    control is listed too (`listed`: run.regimes, or False for a regime that is not run)."""
+    if not regime.control:
+        return
+    where = f"regimes.{name}.control"
+    control = regimes.get(regime.control)
+    if control is None:
+        raise ParamsError(f"{where}: {regime.control!r} is not defined under regimes")
+    if control.labeled_counts() != regime.labeled_counts():
+        raise ParamsError(f"{where}: {regime.control} draws {control.labeled_counts()} labeled "
+                          f"images a step, {name} {regime.labeled_counts()}; a control must draw "
+                          f"the same, so that only the alignment differs")
+    if control.alignment_terms:
+        raise ParamsError(f"{where}: {regime.control} weighs {control.alignment_terms}; a "
+                          f"control weighs the supervised loss only")
+    if listed and regime.control not in listed:
+        raise ParamsError(f"run.regimes lists {name} but not its control {regime.control}")
 
 
 def _build(tp: Any, value: Any, where: str) -> Any:
@@ -243,6 +327,8 @@ def _build(tp: Any, value: Any, where: str) -> Any:
             return tp(**args)
         except ParamsError as err:
             raise ParamsError(f"{where}: {err}") from None
+    if tp is Any:
+        return value
     if origin is Literal:
         if value not in typing.get_args(tp):
             raise ParamsError(f"{where}: {value!r} is not one of {list(typing.get_args(tp))}")

@@ -14,11 +14,13 @@ import pandas as pd  # noqa: E402
 
 from dareg.io import atomic_path  # noqa: E402
 
-COLORS = {"no_source": "tab:blue", "no_da": "tab:orange", "da": "tab:green"}
+COLORS = {"no_source": "tab:blue", "no_da": "tab:orange", "da": "tab:green", "da_coral": "tab:red",
+          "da_rsd": "tab:purple", "da_daregram": "tab:brown", "da_dann": "tab:pink",
+          "da_adabn": "tab:olive", "no_da_seed": "tab:grey", "da_seed": "tab:cyan"}
 
 
 def _color(regime: str, index: int) -> str:
-    return COLORS.get(regime, f"C{index + 3}")
+    return COLORS.get(regime, f"C{index % 10}")
 
 
 def save(fig: plt.Figure, path: Path) -> None:
@@ -31,17 +33,22 @@ def save(fig: plt.Figure, path: Path) -> None:
 def predicted_vs_actual(pairs: dict[str, pd.DataFrame], task: str, unit: str) -> plt.Figure:
     """One panel per regime: predicted against true label of each test image (of each training
     seed, where the frame has a seed column), with y = x; the MAE is the mean over seeds."""
-    fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 4.4), sharex=True,
+    cols = min(4, len(pairs))
+    rows = -(-len(pairs) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 4.4 * rows), sharex=True,
                              sharey=True, squeeze=False, layout="constrained")
     values = np.concatenate([np.r_[f["actual"], f["predicted"]] for f in pairs.values()])
     lims = (values.min(), values.max())
-    for i, (ax, (regime, frame)) in enumerate(zip(axes[0], pairs.items())):
+    for ax in axes.flat[len(pairs):]:
+        ax.set_visible(False)
+    for i, (ax, (regime, frame)) in enumerate(zip(axes.flat, pairs.items())):
         mae = np.mean(np.abs(frame["predicted"] - frame["actual"]))
         ax.scatter(frame["actual"], frame["predicted"], s=10, alpha=0.6, color=_color(regime, i))
         ax.plot(lims, lims, color="grey", lw=1, ls="--", label="perfect (y = x)")
         ax.set(title=f"{regime}: MAE {mae:.2f}", xlabel=f"true ({unit})", aspect="equal")
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel(f"predicted ({unit})")
+    for row in axes:
+        row[0].set_ylabel(f"predicted ({unit})")
     axes[0][0].legend(loc="upper left")
     seeds = frame["seed"].nunique() if "seed" in frame else 1
     fig.suptitle(f"{task}: predicted vs true on the target test split (n = {len(frame) // seeds}"
@@ -64,7 +71,7 @@ def error_by_decade(by_regime: dict[str, dict], baseline_mae: float) -> plt.Figu
     ax.axhline(baseline_mae, color="grey", ls="--", lw=1, label="training mean, all ages")
     ax.set(xlabel="true age (years)", ylabel="MAE (years)")
     fig.suptitle("age: test MAE by true-age decade")
-    fig.legend(loc="outside lower center", ncol=len(by_regime) + 1)
+    fig.legend(loc="outside lower center", ncol=min(len(by_regime) + 1, 5))
     ax.grid(axis="y", alpha=0.3)
     return fig
 
@@ -97,7 +104,7 @@ def learning_curves(curves: dict[str, dict[str, pd.DataFrame]], task: str, unit:
     for ax in axes.flat[len(names):]:
         ax.set_visible(False)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=len(curves))
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(curves), 5))
     fig.suptitle(f"{task}: learning curves (DVCLive; training terms are epoch means; "
                  f"with several seeds, their mean and range)")
     return fig
@@ -107,7 +114,8 @@ def regimes_side_by_side(block: dict, task: str) -> plt.Figure:
     """Test MAE and Spearman per regime with 95% bootstrap intervals; the training-mean
     baseline as a dashed line on the MAE panel (its Spearman is undefined)."""
     regimes = list(block["regimes"])
-    fig, (ax_mae, ax_rho) = plt.subplots(1, 2, figsize=(9.5, 4.2), layout="constrained")
+    fig, (ax_mae, ax_rho) = plt.subplots(1, 2, figsize=(max(9.5, 1.3 * len(regimes) + 3), 4.2),
+                                         layout="constrained")
     colors = [_color(r, i) for i, r in enumerate(regimes)]
     for ax, key in ((ax_mae, "mae"), (ax_rho, "spearman")):
         values = [np.nan if block["regimes"][r][key] is None else block["regimes"][r][key]
@@ -116,6 +124,7 @@ def regimes_side_by_side(block: dict, task: str) -> plt.Figure:
         errors = np.array([[v - c["low"], c["high"] - v] if c else [np.nan, np.nan]
                            for v, c in zip(values, cis)]).T
         ax.bar(regimes, values, color=colors, yerr=errors, capsize=6)
+        ax.tick_params(axis="x", labelrotation=30 if len(regimes) > 4 else 0)
         ax.grid(axis="y", alpha=0.3)
     ax_mae.axhline(block["baseline_train_mean"]["mae"], color="grey", ls="--", lw=1,
                    label="training mean")

@@ -1,17 +1,17 @@
-"""Summary: the regimes side by side per task, with paired bootstrap comparisons of their MAE, as
-JSON and as Markdown reports that link the PNG figures."""
+"""Summary: the regimes side by side per task, each compared (paired bootstrap of MAE and Spearman)
+with its control and with the reference regime, as JSON and as Markdown reports that link the PNG
+figures; a regime whose predictions have collapsed is flagged."""
 from __future__ import annotations
-
-from itertools import combinations
 
 import numpy as np
 import pandas as pd
 
 from dareg.errors import DataError
-from dareg.evaluate import paired_mae_difference
+from dareg.evaluate import paired_difference
 
 REGIME_KEYS = ("mae", "rmse", "spearman", "pearson", "ci95", "cs5", "val_mae", "seed_spread", "seeds",
-               "best_epochs")
+               "best_epochs", "collapse_ratio", "control")
+COLLAPSED_BELOW = 0.5  # collapse ratio std(predicted) / std(actual) under which a regime is flagged
 
 
 def collect(metrics: list[dict]) -> dict:
@@ -37,18 +37,35 @@ def by_seed(frame: pd.DataFrame, name: str) -> tuple[np.ndarray, np.ndarray]:
     return truth, np.stack([g["predicted"].to_numpy() for g in groups])
 
 
-def paired_comparisons(predictions: dict[str, pd.DataFrame], samples: int, seed: int) -> dict:
-    """{"da - no_da": MAE difference with its paired bootstrap interval, ...}: each regime against
-    every regime listed before it, scored on the same test images (same `actual` column); with
-    several training seeds, the bootstrap resamples seeds as well as images."""
+def comparison_pairs(regimes: list[str], controls: dict[str, str], reference: str
+                     ) -> list[tuple[str, str, str]]:
+    """(regime, baseline, why) for every comparison the reports show: each regime against its
+    control (why: "control") and against the reference regime ("reference"), once each."""
+    pairs = []
+    for name in regimes:
+        for baseline, why in ((controls.get(name), "control"), (reference, "reference")):
+            if baseline and baseline != name and baseline in regimes \
+                    and not any(p[:2] == (name, baseline) for p in pairs):
+                pairs.append((name, baseline, why))
+    return pairs
+
+
+def paired_comparisons(predictions: dict[str, pd.DataFrame], pairs: list[tuple[str, str, str]],
+                       samples: int, seed: int) -> dict:
+    """{"da - no_da": {"mae": ..., "spearman": ..., "against": "control"}, ...}: the paired
+    bootstrap (dareg.evaluate.paired_difference) of each pair's MAE and Spearman differences on
+    the same test images (same `actual` column); with several training seeds the bootstrap
+    resamples seeds as well as images."""
     regimes = {name: by_seed(frame, name) for name, frame in predictions.items()}
     first, (truth, _) = next(iter(regimes.items()))
     for regime, (actual, _) in regimes.items():
         if not np.array_equal(actual, truth):
             raise DataError(f"predictions of {regime} and {first} are not on the same test "
                             f"images in the same order; rerun their evaluate stages (dvc repro)")
-    return {f"{b} - {a}": paired_mae_difference(truth, regimes[b][1], regimes[a][1], samples, seed)
-            for a, b in combinations(regimes, 2)}
+    return {f"{a} - {b}": {stat: paired_difference(truth, regimes[a][1], regimes[b][1], samples,
+                                                    seed, stat) for stat in ("mae", "spearman")}
+                          | {"against": why}
+            for a, b, why in pairs}
 
 
 def _fmt(value) -> str:
@@ -67,17 +84,32 @@ def _regime_table(block: dict) -> list[str]:
     """Rows per regime and for the baseline; CS(5) only where the unit is years."""
     ages = block["unit"] == "years"
     head = "| regime | MAE [95% CI] | RMSE | Spearman [95% CI] | Pearson |" + (" CS(5) |" if ages else "")
-    lines = [head + " feature MMD | best epoch |", "|---" * (head.count("|") + 1) + "|"]
+    lines = [head + " feature MMD | collapse ratio | best epoch |", "|---" * (head.count("|") + 2) + "|"]
     for regime, m in block["regimes"].items():
         cs5 = f" {_fmt(m.get('cs5'))} |" if ages else ""
         epochs = ", ".join(map(str, m.get("best_epochs", [])))
         lines.append(f"| {regime} | {_with_spread(m, 'mae')} | {_fmt(m['rmse'])} | "
                      f"{_with_spread(m, 'spearman')} | {_fmt(m['pearson'])} |"
-                     f"{cs5} {m['alignment_mmd']:.4f} | {epochs} |")
+                     f"{cs5} {m['alignment_mmd']:.4f} | {_collapse(m)} | {epochs} |")
     base = block["baseline_train_mean"]
     lines.append(f"| baseline: training mean | {_fmt(base['mae'])} | {_fmt(base['rmse'])} | n/a | n/a |"
-                 + (" n/a |" if ages else "") + " n/a | n/a |")
+                 + (" n/a |" if ages else "") + " n/a | 0 | n/a |")
     return lines
+
+
+def collapsed(block: dict) -> list[str]:
+    """The regimes whose test predictions spread less than COLLAPSED_BELOW times the labels."""
+    return [r for r, m in block["regimes"].items() if "collapse_ratio" in m
+            and (m["collapse_ratio"] is None or m["collapse_ratio"] < COLLAPSED_BELOW)]
+
+
+def _collapse(m: dict) -> str:
+    if "collapse_ratio" not in m:
+        return "n/a"
+    ratio = m["collapse_ratio"]
+    if ratio is None:
+        return "0: **collapsed** (constant)"
+    return f"{ratio:.2f}" + (": **collapsed**" if ratio < COLLAPSED_BELOW else "")
 
 
 def _seeds_note(block: dict) -> str:
@@ -91,12 +123,16 @@ def _seeds_note(block: dict) -> str:
 
 
 def _comparison_table(comparisons: dict, unit: str) -> list[str]:
-    lines = [f"| MAE difference ({unit}) | mean | 95% CI (paired bootstrap) | beyond noise |",
-             "|---|---|---|---|"]
+    lines = [f"| comparison (against) | MAE difference ({unit}) [95% CI] | beyond noise | "
+             f"Spearman difference [95% CI] | beyond noise |", "|---|---|---|---|---|"]
     for name, c in comparisons.items():
-        verdict = "yes" if c["beyond_noise"] else "no (the interval holds 0)"
-        lines.append(f"| {name} | {c['difference']:+.3f} | [{c['ci']['low']:+.3f}, "
-                     f"{c['ci']['high']:+.3f}] | {verdict} |")
+        cells = []
+        for stat in ("mae", "spearman"):
+            d = c[stat]
+            cells += (["n/a (constant predictions)", "n/a"] if d is None else
+                      [f"{d['difference']:+.3f} [{d['ci']['low']:+.3f}, {d['ci']['high']:+.3f}]",
+                       "yes" if d["beyond_noise"] else "no"])
+        lines.append(f"| {name} ({c['against']}) | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -106,7 +142,14 @@ def task_markdown(task: str, block: dict, figures: dict[str, str], heading: str 
              "", *_regime_table(block), "", _seeds_note(block), "",
              "Feature MMD: squared MMD between the network's features of source training and target "
              "test images (Gaussian kernel, median-heuristic bandwidth); lower means better aligned.",
+             f"Collapse ratio: std(predicted) / std(true) on the test split, the mean over seeds; "
+             f"under {COLLAPSED_BELOW} the regime is flagged as collapsed (it predicts nearly the "
+             f"same value for every image)." + (f" Collapsed here: {', '.join(collapsed(block))}."
+                                                if collapsed(block) else " None collapsed here."),
              "", *_comparison_table(block["comparisons"], block["unit"]), "",
-             "Negative: the first regime has the lower error.", ""]
+             "Each regime against its control (same labeled images a step, no alignment) and "
+             "against the reference regime, on the same test images. MAE: negative means the first "
+             "regime has the lower error; Spearman: positive means it ranks better. Beyond noise: "
+             "the 95% paired-bootstrap interval (test images and seeds) excludes 0.", ""]
     lines += [f"![{task}: {title}]({link})" for title, link in figures.items()]
     return "\n".join(lines) + "\n"

@@ -16,15 +16,19 @@ from tqdm import tqdm
 from dareg import checkpoint, losses
 from dareg.data import Split, Stream, to_input
 from dareg.distributed import gather, world
-from dareg.params import Losses, ParamsError, Regime, Train
+from dareg.errors import DataError
+from dareg.models import batchnorm_layers, reestimate_batchnorm
+from dareg.params import LABELED_STREAMS, SUPERVISED, Losses, ParamsError, Regime, Train
 
 TARGET_STREAMS = ("target_labeled", "target_unlabeled")
-LABELED_STREAMS = ("source", "target_labeled")
 # Which split feeds each stream a regime can draw from.
 STREAM_SPLITS = {"source": "source", "target_labeled": "target_train",
                  "target_unlabeled": "target_unlabeled"}
-# The regime weight each logged term is weighed by: `mse` weighs the head's supervised loss.
-TERM_WEIGHT = {"ce": "mse"}
+HEAD_TERMS = ("mse", "ce")  # the head's supervised loss terms, weighed by `supervised`
+
+
+class TrainingError(DataError):
+    """Training that cannot go on (a loss that is no longer finite); names the epoch and term."""
 
 
 def pick_device(choice: str) -> torch.device:
@@ -48,10 +52,21 @@ def draw_batch(regime: Regime, streams: dict[str, Stream]) -> tuple[np.ndarray, 
     return np.concatenate(images), counts, labels
 
 
+def domain_groups(counts: dict[str, int], regime: Regime) -> list[int] | None:
+    """AdaBN: the batch as [source images, target images] (streams are in that order), each
+    normalized by its own BatchNorm statistics; None: one group."""
+    if not regime.adabn:
+        return None
+    source = counts.get("source", 0)
+    return [g for g in (source, sum(counts.values()) - source) if g]
+
+
 def loss_terms(pred, feat, logits, counts: dict, labels: dict, head: nn.Module, regime: Regime,
-               cfg: Losses) -> dict[str, torch.Tensor]:
+               ctx: losses.TermContext) -> dict[str, torch.Tensor]:
     """Every loss term the regime weighs, from the global batch's predictions (B,), features
-    (B, d) and logits (B, K) or None, split by `counts` in stream order."""
+    (B, d) and logits (B, K) or None, split by `counts` in stream order: the head's supervised
+    terms on the labeled streams, then each alignment term from the registry on source features
+    against target (labeled and unlabeled) features."""
     def by_stream(t):
         return dict(zip(counts, t.split(list(counts.values()))))
 
@@ -60,30 +75,46 @@ def loss_terms(pred, feat, logits, counts: dict, labels: dict, head: nn.Module, 
     pick = (lambda d: torch.cat([d[n] for n in labeled]))
     terms = head.loss_terms(pick(pred_by), None if logits is None else pick(by_stream(logits)),
                             torch.cat([labels[n] for n in labeled]).to(pred.device))
-    wants = {k for k, w in regime.weights.items() if w and k != "mse"}
-    if wants:
+    if regime.alignment_terms:
         target = [n for n in counts if n in TARGET_STREAMS]
         f_s, f_t = feat_by["source"], torch.cat([feat_by[n] for n in target])
-        bws = losses.bandwidths(f_s, f_t, cfg.bandwidth, cfg.scales)
-        if "mmd" in wants:
-            terms["mmd"] = losses.mmd(f_s, f_t, bws, cfg.mmd_estimator == "unbiased")
-        if "smoothing" in wants:
-            y_t = torch.cat([pred_by[n] for n in target])
-            terms["smoothing"] = losses.smoothing(f_s, f_t, pred_by["source"], y_t, bws)
+        y_s, y_t = pred_by["source"], torch.cat([pred_by[n] for n in target])
+        for name in regime.alignment_terms:
+            terms[name] = losses.TERMS[name].fn(f_s, f_t, y_s, y_t, ctx)
     return terms
 
 
-def forward(model: nn.Module, images: np.ndarray, device: torch.device):
-    """(pred, features, logits) of this rank's slice of `images`, gathered across ranks in order;
-    bf16 autocast and channels_last on CUDA."""
+def weighted_total(terms: dict[str, torch.Tensor], regime: Regime) -> torch.Tensor:
+    """sum_t w_t * term_t: the head's terms weighed by `supervised`, the others by their own name."""
+    return sum(regime.weights.get(SUPERVISED if k in HEAD_TERMS else k, 0.0) * v
+               for k, v in terms.items())
+
+
+def forward(model: nn.Module, images: np.ndarray, device: torch.device,
+            groups: list[int] | None = None):
+    """(pred, features, logits) of the global batch `images`: this rank runs its equal share of
+    each group (AdaBN's domains; one group by default) and the results are gathered across ranks
+    back into the batch's order; bf16 autocast and channels_last on CUDA."""
     rank, size = world()
-    share = len(images) // size
-    x = to_input(images[rank * share:(rank + 1) * share], device)
+    groups = groups or [len(images)]
+    starts = np.cumsum([0, *groups[:-1]])
+    mine = [images[s + rank * (g // size):s + (rank + 1) * (g // size)] for s, g in zip(starts, groups)]
+    x = to_input(np.concatenate(mine), device)
     if device.type == "cuda":
         x = x.contiguous(memory_format=torch.channels_last)
     with torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
-        pred, feat, logits = model(x, with_logits=True)
-    return gather(pred.float()), gather(feat.float()), None if logits is None else gather(logits)
+        pred, feat, logits = model(x, with_logits=True,
+                                   domains=[g // size for g in groups] if len(groups) > 1 else None)
+    outputs = [pred.float(), feat.float(), None if logits is None else logits.float()]
+    return tuple(None if t is None else _batch_order(gather(t), groups, size) for t in outputs)
+
+
+def _batch_order(gathered: torch.Tensor, groups: list[int], size: int) -> torch.Tensor:
+    """Rank-major (rank 0's groups, rank 1's groups, ...) to the global batch's group-major order."""
+    if size == 1 or len(groups) == 1:
+        return gathered
+    parts = gathered.split([g // size for g in groups] * size)
+    return torch.cat([parts[r * len(groups) + i] for i in range(len(groups)) for r in range(size)])
 
 
 @torch.no_grad()
@@ -118,25 +149,41 @@ def epoch_lrs(cfg: Train, epoch: int) -> tuple[float, float]:
 
 
 def make_optimizer(model: nn.Module, cfg: Train) -> torch.optim.Optimizer:
-    """Adam or SGD (with momentum) over two groups, backbone then head; weight decay on both."""
+    """Adam or SGD (with momentum) over the groups backbone, head and (when built) the adapters,
+    which learn at the head's rate; weight decay on all."""
     groups = [{"params": list(model.backbone.parameters())},
               {"params": list(model.head.parameters())}]
+    if len(model.adapters):
+        groups.append({"params": list(model.adapters.parameters())})
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum,
                                weight_decay=cfg.weight_decay)
     return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
+def set_lrs(optimizer: torch.optim.Optimizer, cfg: Train, epoch: int) -> None:
+    backbone, head = epoch_lrs(cfg, epoch)
+    for group, lr in zip(optimizer.param_groups, (backbone, head, head)):
+        group["lr"] = lr
+
+
 def train_one_epoch(model, optimizer, streams, regime, loss_cfg, device, steps: int,
-                    desc: str) -> dict[str, float]:
-    """`steps` optimizer steps; returns each term's mean and the weighted total."""
+                    desc: str, done: float = 0.0, share: float = 0.0) -> dict[str, float]:
+    """`steps` optimizer steps; returns each term's mean and the weighted total. `done` and
+    `share`: the part of training before this epoch and this epoch's part (DANN's ramp)."""
     model.train()
-    head = getattr(model, "module", model).head
+    net = getattr(model, "module", model)
     sums: dict[str, float] = {}
-    for _ in tqdm(range(steps), desc=desc, unit="step", leave=False, disable=world()[0] > 0):
+    for step in tqdm(range(steps), desc=desc, unit="step", leave=False, disable=world()[0] > 0):
         images, counts, labels = draw_batch(regime, streams)
-        terms = loss_terms(*forward(model, images, device), counts, labels, head, regime, loss_cfg)
-        total = sum(regime.weights.get(TERM_WEIGHT.get(k, k), 0.0) * v for k, v in terms.items())
+        ctx = losses.TermContext(loss_cfg, done + share * step / steps, net.adapters)
+        outputs = forward(model, images, device, domain_groups(counts, regime))
+        terms = loss_terms(*outputs, counts, labels, net.head, regime, ctx)
+        total = weighted_total(terms, regime)
+        if not torch.isfinite(total):
+            bad = next((k for k, v in terms.items() if not torch.isfinite(v)), "total")
+            raise TrainingError(f"{desc}, step {step + 1}: loss term {bad} is {float(terms.get(bad, total))}; "
+                                f"lower its weight or train.lr")
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         optimizer.step()
@@ -151,21 +198,49 @@ def labeled_training_labels(splits: dict[str, Split], regime: Regime) -> np.ndar
                            if regime.batch.get(n)])
 
 
+def target_batches(splits: dict[str, Split], device, batch_size: int = 64):
+    """The target training images, labeled then unlabeled, as float batches of `batch_size`
+    (the last may be smaller): AdaBN's sample of the target domain."""
+    parts = [splits[name].images for name in ("target_train", "target_unlabeled")]
+    sizes = np.cumsum([0, *map(len, parts)])
+    for start in range(0, sizes[-1], batch_size):
+        stop = min(start + batch_size, sizes[-1])
+        chunk = [part[max(start - lo, 0):max(min(stop - lo, len(part)), 0)]
+                 for part, lo in zip(parts, sizes[:-1])]
+        yield to_input(np.concatenate([c for c in chunk if len(c)]), device)
+
+
+def prepare(model: nn.Module, splits: dict[str, Split], regime: Regime, cfg: Train,
+            loss_cfg: Losses) -> None:
+    """Fit the head's label-dependent buffers and build the adaptation modules the regime's
+    terms need (seeded by cfg.seed); refuse AdaBN on a network without BatchNorm."""
+    if regime.adabn and not batchnorm_layers(model):
+        raise ParamsError("a regime with adabn: true needs BatchNorm in the network; set "
+                          "model.norm: batch")
+    model.head.fit_labels(labeled_training_labels(splits, regime))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        model.adapters.update(losses.build_modules(regime.alignment_terms, model.feature_dim,
+                                                   loss_cfg))
+
+
 def fit(model: nn.Module, splits: dict[str, Split], regime: Regime, cfg: Train, loss_cfg: Losses,
         validate: Callable[[nn.Module], float], log: Callable[[int, dict], None],
         desc: str = "train", resume: Path | None = None) -> dict:
     """Train for cfg.epochs (or until `patience` epochs bring no better validation MAE); keep the
-    weights with the lowest target-validation error. `resume`: a state file written after every
-    epoch and picked up if present (delete it when the run is done). Returns the best epoch's
-    record (val_mae, epoch, state) with the logged `history` of every epoch."""
+    weights with the lowest target-validation error. With regime.adabn the BatchNorm statistics
+    are re-estimated on the target training images before each validation, so the kept weights
+    carry the target's statistics. `resume`: a state file written after every epoch and picked
+    up if present (delete it when the run is done). Returns the best epoch's record (val_mae,
+    epoch, state) with the logged `history` of every epoch."""
     device = pick_device(cfg.device) if world()[1] == 1 else _ddp_device(cfg)
-    if sum(regime.batch.values()) % world()[1]:
-        raise ParamsError(f"regime batch of {sum(regime.batch.values())} images does not split "
-                          f"evenly over {world()[1]} processes; change train.processes or "
-                          f"the regime's batch")
+    for count in regime.batch.values():
+        if count % world()[1]:
+            raise ParamsError(f"regime batch {regime.batch} does not split evenly over "
+                              f"{world()[1]} processes; change train.processes or the regime's batch")
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    model.head.fit_labels(labeled_training_labels(splits, regime))
+    prepare(model, splits, regime, cfg, loss_cfg)
     model.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
@@ -180,10 +255,12 @@ def fit(model: nn.Module, splits: dict[str, Split], regime: Regime, cfg: Train, 
     for epoch in range(run["epoch"], cfg.epochs):
         if cfg.patience and run["stale"] >= cfg.patience:
             break
-        for group, lr in zip(optimizer.param_groups, epoch_lrs(cfg, epoch)):
-            group["lr"] = lr
+        set_lrs(optimizer, cfg, epoch)
         means = train_one_epoch(trained, optimizer, streams, regime, loss_cfg, device,
-                                cfg.steps_per_epoch, f"{desc} epoch {epoch + 1}/{cfg.epochs}")
+                                cfg.steps_per_epoch, f"{desc} epoch {epoch + 1}/{cfg.epochs}",
+                                epoch / cfg.epochs, 1 / cfg.epochs)
+        if regime.adabn:
+            reestimate_batchnorm(model, target_batches(splits, device))
         values = {**{f"train/{k}": v for k, v in means.items()}, "val/mae": validate(model),
                   "lr": optimizer.param_groups[1]["lr"],
                   "lr_backbone": optimizer.param_groups[0]["lr"]}
@@ -191,6 +268,10 @@ def fit(model: nn.Module, splits: dict[str, Split], regime: Regime, cfg: Train, 
         run = next_run(run, epoch, values, model)
         if resume is not None and world()[0] == 0:
             checkpoint.save_state(resume, run, model, optimizer, streams, rng)
+    if "epoch" not in run["best"]:
+        raise TrainingError(f"{desc}: no epoch gave a finite target-validation MAE (last: "
+                            f"{run['history'][-1]['val/mae'] if run['history'] else 'none'}); "
+                            f"check train.epochs and the labels")
     return {**run["best"], "history": run["history"]}
 
 
