@@ -195,6 +195,7 @@ def daregram_reference(f_s, f_t, threshold):
     g_s, g_t = gram(f_s), gram(f_t)
     lam_s, lam_t = (np.linalg.svd(g, compute_uv=False) for g in (g_s, g_t))
     k = max(int(np.argmax(np.cumsum(lam) / lam.sum() >= threshold - 1e-9)) + 1 for lam in (lam_s, lam_t))
+    k = min(k, len(f_s), len(f_t), f_s.shape[1] + 1)
 
     def pinv_top(g):
         u, lam, vt = np.linalg.svd(g)
@@ -211,6 +212,17 @@ def test_daregram_matches_the_reference_formulas(samples, threshold):
     angle, scale = losses.daregram_parts(s, t, threshold)
     ref_angle, ref_scale = daregram_reference(s.numpy(), t.numpy(), threshold)
     assert (float(angle), float(scale)) == pytest.approx((ref_angle, ref_scale), rel=1e-6)
+
+
+def test_daregram_never_inverts_beyond_the_smaller_batchs_rank():
+    """8 source images in 32 dimensions: G_s has rank 8 at most; with 16 target images the
+    target alone would keep more eigenvalues. The gradient stays of the order of the features'."""
+    g = torch.Generator().manual_seed(7)
+    f_s = torch.relu(torch.randn(8, 32, generator=g)).requires_grad_()
+    f_t = torch.relu(torch.randn(16, 32, generator=g) + 0.2)
+    angle, _ = losses.daregram_parts(f_s, f_t, 0.999)
+    (grad,) = torch.autograd.grad(angle, f_s)
+    assert torch.isfinite(grad).all() and float(grad.norm()) < 100
 
 
 def test_daregram_is_zero_for_identical_batches_symmetric_and_batch_size_free(samples):

@@ -243,3 +243,13 @@ def test_per_domain_slices_of_several_ranks_gather_back_in_batch_order():
     rank_parts = [torch.cat([batch[0:2], batch[4:7]]), torch.cat([batch[2:4], batch[7:10]])]
     assert torch.equal(train._batch_order(torch.cat(rank_parts), [4, 6], 2), batch)
     assert torch.equal(train._batch_order(batch, [4, 6], 1), batch)
+
+
+def test_a_batch_is_drawn_in_stream_order_whatever_order_params_list():
+    """AdaBN's domain groups and the loss terms rely on source coming first."""
+    regime = Regime(batch={"target_unlabeled": 2, "source": 3}, weights={"supervised": 1.0})
+    rng = np.random.default_rng(0)
+    data = splits()
+    streams = {n: Stream(data[train.STREAM_SPLITS[n]], rng) for n in regime.batch}
+    images, counts, _ = train.draw_batch(regime, streams)
+    assert list(counts) == ["source", "target_unlabeled"] and len(images) == 5

@@ -195,14 +195,17 @@ def daregram_parts(f_s: torch.Tensor, f_t: torch.Tensor, threshold: float
     """(angle, scale) of DARE-GRAM (Nejjar, Wang, Fink, CVPR 2023, arXiv 2303.13325):
 
         k    = the larger, over the two domains, of the fewest leading eigenvalues of G whose
-               cumulative share reaches `threshold`
+               cumulative share reaches `threshold`, at most min(n, m, d + 1): G's rank can be
+               no higher, and inverting a null direction would blow the gradient up (the paper's
+               batches are equal, so its k stays within the rank)
         G^+  = pseudo-inverse keeping those k (relative tolerance between lambda_k and lambda_k+1)
         angle = mean over the d + 1 columns j of 1 - cos(G_s^+[:, j], G_t^+[:, j])
         scale = || lambda_s[:k] - lambda_t[:k] ||_2 / k
     """
     g_s, g_t = gram(f_s), gram(f_t)
     lam_s, lam_t = torch.linalg.svdvals(g_s), torch.linalg.svdvals(g_t)
-    k = max(_leading(lam_s.detach(), threshold), _leading(lam_t.detach(), threshold))
+    k = min(max(_leading(lam_s.detach(), threshold), _leading(lam_t.detach(), threshold)),
+            len(f_s), len(f_t), f_s.shape[1] + 1)
     inverses = [torch.linalg.pinv(g, rtol=_cut(lam.detach(), k)) for g, lam in ((g_s, lam_s), (g_t, lam_t))]
     angle = (1.0 - F.cosine_similarity(*inverses, dim=0, eps=1e-8)).mean()
     scale = torch.linalg.vector_norm(lam_s[:k] - lam_t[:k]) / k

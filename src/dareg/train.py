@@ -18,7 +18,7 @@ from dareg.data import Split, Stream, to_input
 from dareg.distributed import gather, world
 from dareg.errors import DataError
 from dareg.models import batchnorm_layers, reestimate_batchnorm
-from dareg.params import LABELED_STREAMS, SUPERVISED, Losses, ParamsError, Regime, Train
+from dareg.params import LABELED_STREAMS, STREAMS, SUPERVISED, Losses, ParamsError, Regime, Train
 
 TARGET_STREAMS = ("target_labeled", "target_unlabeled")
 # Which split feeds each stream a regime can draw from.
@@ -39,10 +39,12 @@ def pick_device(choice: str) -> torch.device:
 
 
 def draw_batch(regime: Regime, streams: dict[str, Stream]) -> tuple[np.ndarray, dict, dict]:
-    """The global batch: images (B, H, W, 3) in stream order, counts per stream, and labels of
-    the labeled streams only (an unlabeled stream's labels never leave it)."""
+    """The global batch: images (B, H, W, 3) in the order source, target_labeled,
+    target_unlabeled (whatever order params list them in), counts per stream, and labels of the
+    labeled streams only (an unlabeled stream's labels never leave it)."""
     images, counts, labels = [], {}, {}
-    for name, count in regime.batch.items():
+    for name in STREAMS:
+        count = regime.batch.get(name, 0)
         if count:
             x, y = streams[name].take(count)
             images.append(x)
