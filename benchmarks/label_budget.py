@@ -9,8 +9,11 @@ Test MAE is reported, with 95% bootstrap intervals over test images and seeds, a
 difference against no_da at the same budget; nothing here is chosen on test scores (the regimes
 to plot are named on the command line, chosen beforehand on validation by da_sweep.py).
 
-    python benchmarks/label_budget.py --repo /tmp/faces --regimes no_source no_da da_adabn da_dann \
+    python benchmarks/label_budget.py --repo /tmp/faces-bench --regimes no_da da da_daregram no_source \
         --out benchmarks/label_budget_faces.json --plot docs/figures/label_budget_faces.png
+
+(/tmp/faces-bench: the copy `benchmarks/faces.py --keep /tmp/faces-bench` leaves; da and
+da_daregram are the two adaptation regimes with the best validation MAE in da_sweep_faces.log.)
 """
 from __future__ import annotations
 

@@ -31,6 +31,14 @@ def test_profiles_apply_and_load(name, tmp_path):
     assert set(p.regimes) >= CONTRACT_REGIMES
 
 
+@pytest.mark.parametrize("name", ["tiny", "faces"])
+def test_the_tests_and_the_face_benchmark_run_every_contract_regime(name, tmp_path):
+    """The demo may run a subset (time); the tests' profile and the benchmark run them all."""
+    p = with_profile(name, tmp_path)
+    assert set(p.run.regimes) >= CONTRACT_REGIMES
+    assert set(params.load(ROOT / "params.yaml").run.regimes) >= {"no_source", "no_da", "da"}
+
+
 @pytest.mark.parametrize("name", [None, "seeds", "tiny", "faces"])
 def test_every_declared_control_draws_the_same_labeled_images(name, tmp_path):
     """In every profile, a regime and its control draw the same source and target_labeled counts

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torchvision
 from torch import nn
 
 from dareg.errors import DataError
@@ -52,6 +51,8 @@ def imagenet_weights_path(backbone: str, weights: str) -> Path:
 
 def torchvision_features(backbone: str, weights: str, pretrained: bool) -> tuple[nn.Module, int]:
     """VGG-16 up to its second 4096-unit layer (as DEX) or ResNet-18 up to its pooling (512)."""
+    import torchvision  # here, not at the top: importing it costs every stage about a second
+
     net = getattr(torchvision.models, backbone)(weights=None)
     if pretrained:
         path = imagenet_weights_path(backbone, weights)
