@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup demo test profile clean-venv
+.PHONY: setup demo test profile gpu-check clean-venv
 
 setup: $(STAMP)
 
@@ -29,6 +29,12 @@ test: setup
 # make profile PROFILE=seeds : rewrite params.yaml with profiles/$(PROFILE).yaml (git checkout params.yaml undoes it)
 profile: setup
 	python -m dareg.profile profiles/$(PROFILE).yaml
+
+# On a machine with an NVIDIA GPU, from the source tree: no venv, no DVC; the machine's own
+# python3 with torch (README "GPU"). Exits 3 where there is no CUDA device.
+GPU_PYTHON ?= python3
+gpu-check:
+	PYTHONPATH=src $(GPU_PYTHON) benchmarks/gpu_check.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -10,7 +10,7 @@ import pandas as pd
 from dareg import checkpoint, cli, evaluate, params
 from dareg.data import Split, load_split, unscale
 from dareg.io import read_json, write_csv, write_json
-from dareg.train import infer, pick_device
+from dareg.train import describe_device, infer, pick_device
 
 SCORES = ("mae", "rmse", "spearman", "pearson", "collapse_ratio")
 
@@ -24,16 +24,17 @@ def score(truth: np.ndarray, pred: np.ndarray, unit: str) -> dict:
     return metrics
 
 
-def run_seed(path: Path, test: Split, source: Split, cfg: params.Evaluate) -> dict:
+def run_seed(path: Path, test: Split, source: Split, cfg: params.Evaluate, device) -> dict:
     """One checkpoint: its scaled test predictions, metadata and source/target feature MMD."""
     ckpt = checkpoint.load(path)
-    model, device = checkpoint.restore_model(ckpt), pick_device("auto")
+    model = checkpoint.restore_model(ckpt)
     scaled, test_features = infer(model, test.images, device)  # one pass for both
     alignment = evaluate.alignment_mmd(infer(model, source.images, device)[1], test_features,
                                        cfg.mmd_samples, cfg.seed)
     return {"seed": ckpt["train"]["seed"], "scaled": scaled, "alignment": alignment,
             "best_epoch": ckpt["epoch"], "val_mae": ckpt["val_mae"],
             "control": ckpt["regime_config"].get("control", ""),
+            "train_device": ckpt.get("device", "unrecorded"),
             **{k: ckpt[k] for k in ("task", "regime", "scaling")}}
 
 
@@ -46,12 +47,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="metrics JSON to write")
     parser.add_argument("--predictions", type=Path, required=True, help="plot data CSV to write")
     args = parser.parse_args()
-    cfg = params.load().evaluate
+    p = params.load()
+    cfg, device = p.evaluate, pick_device(p.train.device)  # the same rule and param as training
     paths = checkpoint.seed_files(args.checkpoints)
     scaling = read_json(args.splits / "scaling.json")
     test = load_split(args.cache, args.splits, "target_test", scaling["target"])
     source = load_split(args.cache, args.splits, "source", None)
-    runs = [run_seed(p, test, source, cfg) for p in paths]
+    runs = [run_seed(path, test, source, cfg, device) for path in paths]
     checkpoint.same_origin(runs, paths, scaling, args.splits / "scaling.json")
     per_label, unit = scaling["per_label"], scaling["unit"]
     truth = unscale(test.labels, scaling["target"]) * per_label
@@ -70,7 +72,8 @@ def main() -> None:
                "baseline_train_mean": evaluate.baseline(truth, train_truth),
                "task": runs[0]["task"], "regime": runs[0]["regime"], "control": runs[0]["control"],
                "best_epochs": [s["best_epoch"] for s in per_seed], "per_seed": per_seed,
-               **evaluate.provenance(Path.cwd(), [r["seed"] for r in runs])}
+               **evaluate.provenance(Path.cwd(), [r["seed"] for r in runs], describe_device(device),
+                                     [r["train_device"] for r in runs])}
     write_json(args.out, metrics)
     write_csv(args.predictions, pd.DataFrame({"seed": np.repeat(metrics["seeds"], len(truth)),
                                               "actual": np.tile(truth, len(runs)),

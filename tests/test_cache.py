@@ -64,6 +64,15 @@ def test_jpeg_decode_matches_the_full_size_pillow_path(tmp_path, monkeypatch, mo
     assert np.abs(square - reference(path, 128)).mean() < 1.5
 
 
+def test_without_simplejpeg_pillow_decodes_every_jpeg(tmp_path, monkeypatch):
+    """A bare GPU machine has no simplejpeg: the cache and predict still work, through Pillow."""
+    path = tmp_path / "photo.jpg"
+    photo(333, 251).save(path, quality=92)
+    monkeypatch.setattr(cache, "simplejpeg", None)
+    square = cache.load_square(str(path), 128)
+    assert square.shape == (128, 128, 3) and np.abs(square - reference(path, 128)).mean() < 1.5
+
+
 def test_jpeg_simplejpeg_rejects_goes_to_pillow(tmp_path):
     """libjpeg-turbo (strict) refuses stray bytes before a marker; Pillow decodes such files, as before."""
     path = tmp_path / "stray.jpg"

@@ -73,6 +73,17 @@ def test_provenance_names_versions_and_no_commit_outside_git(tmp_path):
     info = evaluate.provenance(tmp_path, seeds=[7, 8])
     assert info["git_commit"] is None and info["seed"] == 7 and info["seeds"] == [7, 8]
     assert info["torch"] == torch.__version__ and info["dvc"][0].isdigit()
+    assert info["device"] == "cpu" and info["train_devices"] == []
+    gpu = evaluate.provenance(tmp_path, [0], "cuda (NVIDIA H200)", ["cuda (NVIDIA H200)", "cpu"])
+    assert gpu["device"] == "cuda (NVIDIA H200)" and gpu["train_devices"] == ["cpu", "cuda (NVIDIA H200)"]
+
+
+def test_provenance_without_dvc_installed_says_null(tmp_path, monkeypatch):
+    """The GPU check runs the evaluate stage where DVC is not installed."""
+    def missing(name):
+        raise evaluate.metadata.PackageNotFoundError(name)
+    monkeypatch.setattr(evaluate.metadata, "version", missing)
+    assert evaluate.provenance(tmp_path, [0])["dvc"] is None
 
 
 @pytest.mark.pipeline
@@ -86,6 +97,7 @@ def test_evaluate_stage_writes_intervals_baseline_alignment_and_provenance(pipel
             assert m["normalized"]["n"] == m["n"] and m["baseline_train_mean"]["mae"] > 0
             assert np.isfinite(m["alignment"]["mmd"]) and m["alignment"]["bandwidth"] > 0
             assert len(m["git_commit"]) == 40 and m["seed"] == 0 and m["seeds"] == [0, 1]
+            assert m["device"] == "cpu" and m["train_devices"] == ["cpu"]  # where it was made
             assert [s["seed"] for s in m["per_seed"]] == [0, 1] and len(m["best_epochs"]) == 2
             maes = [s["mae"] for s in m["per_seed"]]
             assert m["mae"] == pytest.approx(np.mean(maes))

@@ -1,7 +1,7 @@
 """square_svd: torch's SVD gradient where singular values are distinct, a finite one where they repeat."""
 import torch
 
-from dareg.linalg import square_svd
+from dareg.linalg import square_svd, thin_svd
 
 
 def loss_of(svd, a, w):
@@ -39,3 +39,44 @@ def test_factors_rebuild_the_matrix():
     a = torch.randn(4, 4, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     u, s, v = square_svd(a)
     assert torch.allclose(u @ torch.diag(s) @ v.T, a)
+
+
+def test_thin_svd_gradient_equals_torchs_for_tall_and_wide_matrices():
+    g = torch.Generator().manual_seed(4)
+    for shape in [(7, 4), (4, 7)]:
+        a = torch.randn(*shape, generator=g, dtype=torch.float64, requires_grad=True)
+        k = min(shape)
+        w = [torch.randn(shape[0], k, generator=g, dtype=torch.float64),
+             torch.randn(1, k, generator=g, dtype=torch.float64),
+             torch.randn(shape[1], k, generator=g, dtype=torch.float64)]
+
+        def ours(x):
+            return loss_of(thin_svd, x, w)
+
+        def theirs(x):
+            u, s, vh = torch.linalg.svd(x, full_matrices=False)
+            return loss_of(lambda _: (u, s, vh.mT), x, w)
+
+        grad = torch.autograd.grad(ours(a), a)[0]
+        assert torch.allclose(grad, torch.autograd.grad(theirs(a), a)[0], atol=1e-10), shape
+        assert torch.autograd.gradcheck(ours, (a,))
+
+
+def test_thin_svd_gradient_is_finite_for_rank_deficient_features_where_torchs_is_not():
+    """Batch features with dead units (zero columns): repeated zero singular values."""
+    g = torch.Generator().manual_seed(5)
+    f = torch.randn(8, 16, generator=g, dtype=torch.float64)
+    f[:, 5:] = 0.0  # 11 dead units: rank 5
+    w = torch.randn(16, 8, generator=g, dtype=torch.float64)
+
+    def top_basis_loss(svd, x):
+        return (svd(x.T)[0][:, :6].abs() * w[:, :6]).sum()
+
+    def torch_thin(x):
+        u, s, vh = torch.linalg.svd(x, full_matrices=False)
+        return u, s, vh.mT
+
+    a = f.clone().requires_grad_()
+    assert torch.isfinite(torch.autograd.grad(top_basis_loss(thin_svd, a), a)[0]).all()
+    b = f.clone().requires_grad_()
+    assert not torch.isfinite(torch.autograd.grad(top_basis_loss(torch_thin, b), b)[0]).all()

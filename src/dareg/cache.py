@@ -21,8 +21,12 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import simplejpeg
 from PIL import Image
+
+try:  # libjpeg-turbo's DCT-domain scaling; without it (a bare GPU machine) Pillow decodes all
+    import simplejpeg
+except ImportError:  # pragma: no cover - the project's install has it
+    simplejpeg = None
 from tqdm import tqdm
 
 from dareg.errors import DataError
@@ -51,7 +55,8 @@ def _decode(data: bytes, size: int) -> tuple[Image.Image, tuple[float, float]]:
     Also returns the original's (width, height) in the decoded image's pixels: a scaled decode
     rounds its size up, so its last row and column may be partly beyond the original's edge.
     """
-    if data.startswith(JPEG_MAGIC):  # also CMYK and grayscale JPEGs: libjpeg-turbo converts them
+    # also CMYK and grayscale JPEGs: libjpeg-turbo converts them
+    if simplejpeg is not None and data.startswith(JPEG_MAGIC):
         try:
             return _decode_turbo(data, size)
         except ValueError:

@@ -89,10 +89,12 @@ def resume_key(config: dict, files: list[Path]) -> str:
 
 
 def save_state(path: Path, run: dict, model, optimizer, streams: dict, rng) -> None:
-    """Everything a killed run needs to go on exactly: weights, optimizer, random states, the
-    streams' positions, the best epoch so far and the logged history."""
+    """Everything a killed run needs to go on exactly: weights, optimizer, random states (the
+    CPU's, numpy's and, once CUDA is in use, every GPU's), the streams' positions, the best
+    epoch so far and the logged history."""
     state = {**run, "model_state": model.state_dict(), "optimizer": optimizer.state_dict(),
              "torch_rng": torch.get_rng_state(), "numpy_rng": json.dumps(rng.bit_generator.state),
+             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
              "streams": {n: {"order": torch.from_numpy(s.state()["order"]), "pos": s.state()["pos"]}
                          for n, s in streams.items()}}
     with atomic_path(path) as tmp:
@@ -105,6 +107,8 @@ def restore_state(path: Path, model, optimizer, streams: dict, rng) -> dict:
     model.load_state_dict(state["model_state"])
     optimizer.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["torch_rng"])
+    if state.get("cuda_rng") and torch.cuda.is_available():  # dropout on a GPU draws from these
+        torch.cuda.set_rng_state_all(state["cuda_rng"][:torch.cuda.device_count()])
     rng.bit_generator.state = json.loads(state["numpy_rng"])
     for name, stream in streams.items():
         stream.restore({"order": np.asarray(state["streams"][name]["order"]),

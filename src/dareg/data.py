@@ -13,9 +13,10 @@ from dareg.errors import DataError
 
 @dataclass
 class Split:
-    """One split: uint8 images (N, H, W, 3), possibly memory-mapped, and scaled labels or None."""
+    """One split: uint8 images (N, H, W, 3), possibly memory-mapped (or a tensor on the training
+    device, dareg.data.to_device), and scaled labels or None."""
 
-    images: np.ndarray
+    images: np.ndarray | torch.Tensor
     labels: np.ndarray | None
 
     def __len__(self) -> int:
@@ -45,11 +46,47 @@ def load_split(cache_dir: Path, splits_dir: Path, name: str, scaling: dict | Non
     return Split(images, labels)
 
 
-def to_input(images: np.ndarray, device: torch.device) -> torch.Tensor:
+Images = np.ndarray | torch.Tensor  # uint8 (N, H, W, 3): a (memory-mapped) array, or on a GPU
+
+# On CUDA the uint8 training splits are moved to the GPU once when they take at most this share
+# of its free memory (the seeds' age splits at 128 px: about 0.4 GB); else they stay on the host,
+# pinned, and each batch is copied without blocking.
+DEVICE_CACHE_SHARE = 0.25
+
+
+def to_input(images: Images, device: torch.device) -> torch.Tensor:
     """uint8 (N, H, W, 3) to float (N, 3, H, W) in [0, 1] on `device`; the model normalizes
     (dareg.models.Regressor), so each backbone gets the statistics it was trained with."""
-    x = torch.from_numpy(np.array(images, dtype=np.uint8)).to(device)  # copy: memmaps are read-only
+    device = torch.device(device)
+    if isinstance(images, torch.Tensor):
+        x = images.to(device, non_blocking=True)
+    else:
+        x = torch.from_numpy(np.array(images, dtype=np.uint8))  # a copy: memmaps are read-only
+        if device.type == "cuda":
+            x = x.pin_memory()
+        x = x.to(device, non_blocking=True)
     return x.permute(0, 3, 1, 2).float().div_(255.0)  # NHWC -> NCHW
+
+
+def concat(parts: list[Images]) -> Images:
+    """np.concatenate or torch.cat, whichever the parts are."""
+    return torch.cat(parts) if isinstance(parts[0], torch.Tensor) else np.concatenate(parts)
+
+
+def to_device(splits: dict[str, Split], device: torch.device) -> dict[str, Split]:
+    """The splits as training reads them on `device`: on CUDA, the uint8 images moved to the GPU
+    once (through pinned memory) when they fit in DEVICE_CACHE_SHARE of its free memory, else
+    pinned on the host; on the CPU, unchanged (memory maps stay memory maps). Labels stay numpy."""
+    if device.type != "cuda" or all(isinstance(s.images, torch.Tensor) for s in splits.values()):
+        return splits
+    total = sum(s.images.nbytes for s in splits.values())
+    free = torch.cuda.mem_get_info(device)[0]
+    place = ((lambda t: t.pin_memory().to(device, non_blocking=True)) if total <= DEVICE_CACHE_SHARE * free
+             else (lambda t: t.pin_memory()))
+    moved = {name: Split(place(torch.from_numpy(np.ascontiguousarray(s.images))), s.labels)
+             for name, s in splits.items()}
+    torch.cuda.synchronize(device)
+    return moved
 
 
 class Stream:
@@ -72,7 +109,10 @@ class Stream:
             count -= len(chunk)
         index = np.sort(np.concatenate(picked))  # sorted reads are kinder to a memory map
         labels = None if self.split.labels is None else self.split.labels[index]
-        return self.split.images[index], labels
+        images = self.split.images
+        if isinstance(images, torch.Tensor):  # on a GPU (or pinned): index there
+            return images[torch.from_numpy(index).to(images.device)], labels
+        return images[index], labels
 
     def state(self) -> dict:
         """Where the stream stands (the shared random generator is saved by its owner)."""

@@ -16,9 +16,9 @@ def world() -> tuple[int, int]:
 
 
 def setup(device: torch.device) -> torch.device:
-    """Join torchrun's process group (NCCL on CUDA, gloo on CPU) when it launched us; returns
-    this process's device (cuda:LOCAL_RANK on GPUs)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+    """Join torchrun's process group (NCCL on CUDA, gloo on CPU) when it launched us (even with
+    one process); returns this process's device (cuda:LOCAL_RANK on GPUs)."""
+    if "WORLD_SIZE" not in os.environ or (dist.is_available() and dist.is_initialized()):
         return device
     if device.type == "cuda":
         device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))

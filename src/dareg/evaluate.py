@@ -187,13 +187,18 @@ def alignment_mmd(f_s: torch.Tensor, f_t: torch.Tensor, max_samples: int, seed: 
             "n_target": len(f_t)}
 
 
-def provenance(repo: Path, seeds: list[int]) -> dict:
+def provenance(repo: Path, seeds: list[int], device: str = "cpu", train_devices=()) -> dict:
     """What made these numbers: the git commit (null outside a git checkout), the training seeds
-    (`seed`: the first, train.seed), the torch and dvc versions."""
+    (`seed`: the first, train.seed), the device evaluation ran on and those training ran on
+    (`cpu` or `cuda (<name>)`), the torch and dvc versions (dvc null where it is not installed)."""
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
                                 text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         commit = None
-    return {"git_commit": commit, "seed": seeds[0], "seeds": list(seeds), "torch": torch.__version__,
-            "dvc": metadata.version("dvc")}
+    try:
+        dvc = metadata.version("dvc")
+    except metadata.PackageNotFoundError:
+        dvc = None
+    return {"git_commit": commit, "seed": seeds[0], "seeds": list(seeds), "device": device,
+            "train_devices": sorted(set(train_devices)), "torch": torch.__version__, "dvc": dvc}

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from dareg.linalg import square_svd
+from dareg.linalg import square_svd, thin_svd
 from dareg.params import Losses
 
 
@@ -155,10 +155,11 @@ def coral(f_s, f_t, y_s=None, y_t=None, ctx=None) -> torch.Tensor:
 
 def principal_bases(f_s: torch.Tensor, f_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """U_s, U_t (d, k): the first k = min(n, m, d) left singular vectors of f_s^T and f_t^T, so
-    the two subspaces have one dimension (RSD's batches are equal; here they may not be)."""
+    the two subspaces have one dimension (RSD's batches are equal; here they may not be).
+    dareg.linalg.thin_svd: rank-deficient features (dead ReLU units) keep a finite gradient."""
     k = min(len(f_s), len(f_t), f_s.shape[1])
-    u_s = torch.linalg.svd(f_s.T, full_matrices=False)[0][:, :k]
-    u_t = torch.linalg.svd(f_t.T, full_matrices=False)[0][:, :k]
+    u_s = thin_svd(f_s.T)[0][:, :k]
+    u_t = thin_svd(f_t.T)[0][:, :k]
     return u_s, u_t
 
 

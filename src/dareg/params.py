@@ -145,6 +145,8 @@ class Train:
     freeze_backbone_epochs: int
     backbone_lr_scale: float
     processes: int
+    precision: Literal["bf16", "fp32"]
+    compile: bool
 
     def __post_init__(self):
         if self.repeats < 1:

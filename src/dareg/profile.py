@@ -9,8 +9,6 @@ import argparse
 import io
 from pathlib import Path
 
-from ruamel.yaml import YAML
-
 from dareg import params
 from dareg.io import write_text
 from dareg.params import ParamsError
@@ -30,6 +28,8 @@ def merge(base: dict, overlay: dict, where: str = "") -> None:
 
 def apply(params_path: Path, overlay_path: Path, out_path: Path) -> None:
     """params.yaml + overlay -> out_path, checked against the schema before it is written."""
+    from ruamel.yaml import YAML  # here: `merge` alone needs no ruamel (the GPU check uses it)
+
     yaml = YAML()
     yaml.preserve_quotes = True
     base = yaml.load(params_path.read_text(encoding="utf-8"))

@@ -16,7 +16,7 @@ from dareg import checkpoint, distributed
 from dareg.io import atomic_path
 from dareg.models import build_model
 from dareg.params import Params
-from dareg.train import fit
+from dareg.train import describe_device, fit, pick_device
 
 Logger = Callable[[int, int, dict], None]  # (seed, epoch, values)
 
@@ -57,7 +57,8 @@ def train_seed(task: str, regime: str, seed: int, p: Params, splits: dict, scali
     if distributed.world()[0] == 0:
         meta = {"task": task, "regime": regime, "epoch": best["epoch"], "val_mae": best["val_mae"],
                 "history": best["history"], "train": asdict(cfg), "losses": asdict(loss_cfg),
-                "regime_config": asdict(p.regimes[regime])}
+                "regime_config": asdict(p.regimes[regime]),
+                "device": describe_device(pick_device(p.train.device))}
         checkpoint.save(checkpoint.make(best["state"], p.model, image_size, scaling, meta), done)
         state.with_suffix(".pt").unlink(missing_ok=True)
         print(f"train@{task}-{regime} seed {seed}: best epoch {best['epoch']}, "

@@ -14,7 +14,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from dareg import checkpoint, losses
-from dareg.data import Split, Stream, to_input
+from dareg.data import Images, Split, Stream, concat, to_device, to_input
 from dareg.distributed import gather, world
 from dareg.errors import DataError
 from dareg.models import batchnorm_layers, reestimate_batchnorm
@@ -35,10 +35,36 @@ def pick_device(choice: str) -> torch.device:
     """`auto`: CUDA when present, else CPU."""
     if choice == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise ParamsError("train.device is cuda but torch sees no CUDA device here; set "
+                          "train.device: auto (or cpu)")
     return torch.device(choice)
 
 
-def draw_batch(regime: Regime, streams: dict[str, Stream]) -> tuple[np.ndarray, dict, dict]:
+def describe_device(device: torch.device | str) -> str:
+    """What metrics record as their device: `cpu`, or `cuda (NVIDIA H200)`."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return device.type
+
+
+def place(model: nn.Module, device: torch.device) -> nn.Module:
+    """The model on `device`; on CUDA in channels_last, which the tensor cores' convolutions
+    want (inputs follow in `forward`). Returns the model."""
+    model.to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
+def autocast(device: torch.device, precision: str = "bf16"):
+    """bf16 autocast on CUDA unless precision is fp32; float32 on the CPU."""
+    return torch.autocast(device.type, torch.bfloat16,
+                          enabled=device.type == "cuda" and precision == "bf16")
+
+
+def draw_batch(regime: Regime, streams: dict[str, Stream]) -> tuple[Images, dict, dict]:
     """The global batch: images (B, H, W, 3) in the order source, target_labeled,
     target_unlabeled (whatever order params list them in), counts per stream, and labels of the
     labeled streams only (an unlabeled stream's labels never leave it)."""
@@ -51,7 +77,7 @@ def draw_batch(regime: Regime, streams: dict[str, Stream]) -> tuple[np.ndarray, 
             counts[name] = count
             if name in LABELED_STREAMS:
                 labels[name] = torch.from_numpy(y)
-    return np.concatenate(images), counts, labels
+    return concat(images), counts, labels
 
 
 def domain_groups(counts: dict[str, int], regime: Regime) -> list[int] | None:
@@ -92,8 +118,8 @@ def weighted_total(terms: dict[str, torch.Tensor], regime: Regime) -> torch.Tens
                for k, v in terms.items())
 
 
-def forward(model: nn.Module, images: np.ndarray, device: torch.device,
-            groups: list[int] | None = None):
+def forward(model: nn.Module, images: Images, device: torch.device,
+            groups: list[int] | None = None, precision: str = "bf16"):
     """(pred, features, logits) of the global batch `images`: this rank runs its equal share of
     each group (AdaBN's domains; one group by default) and the results are gathered across ranks
     back into the batch's order; bf16 autocast and channels_last on CUDA."""
@@ -101,10 +127,10 @@ def forward(model: nn.Module, images: np.ndarray, device: torch.device,
     groups = groups or [len(images)]
     starts = np.cumsum([0, *groups[:-1]])
     mine = [images[s + rank * (g // size):s + (rank + 1) * (g // size)] for s, g in zip(starts, groups)]
-    x = to_input(np.concatenate(mine), device)
+    x = to_input(concat(mine), device)
     if device.type == "cuda":
         x = x.contiguous(memory_format=torch.channels_last)
-    with torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
+    with autocast(device, precision):
         pred, feat, logits = model(x, with_logits=True,
                                    domains=[g // size for g in groups] if len(groups) > 1 else None)
     outputs = [pred.float(), feat.float(), None if logits is None else logits.float()]
@@ -120,16 +146,19 @@ def _batch_order(gathered: torch.Tensor, groups: list[int], size: int) -> torch.
 
 
 @torch.no_grad()
-def infer(model: nn.Module, images: np.ndarray, device, batch_size: int = 256
-          ) -> tuple[np.ndarray, torch.Tensor]:
+def infer(model: nn.Module, images: Images, device, batch_size: int = 256,
+          precision: str = "bf16") -> tuple[np.ndarray, torch.Tensor]:
     """One eval-mode pass over uint8 images (N, H, W, 3): predictions in the scaled label range
     (N,) and the features (N, feature_dim), float32 on the CPU."""
     model.eval()
     device = torch.device(device)
     preds, feats = [], []
     for i in range(0, len(images), batch_size):
-        with torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
-            pred, feat = model(to_input(images[i:i + batch_size], device))[:2]
+        x = to_input(images[i:i + batch_size], device)
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(device, precision):
+            pred, feat = model(x)[:2]
         preds.append(pred.float().cpu())
         feats.append(feat.float().cpu())
     if not preds:
@@ -169,29 +198,61 @@ def set_lrs(optimizer: torch.optim.Optimizer, cfg: Train, epoch: int) -> None:
         group["lr"] = lr
 
 
-def train_one_epoch(model, optimizer, streams, regime, loss_cfg, device, steps: int,
-                    desc: str, done: float = 0.0, share: float = 0.0) -> dict[str, float]:
-    """`steps` optimizer steps; returns each term's mean and the weighted total. `done` and
-    `share`: the part of training before this epoch and this epoch's part (DANN's ramp)."""
-    model.train()
+def batch_terms(model, batch, regime: Regime, loss_cfg: Losses, device, progress: float,
+                precision: str = "bf16") -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """The loss terms of one global batch (images, counts, labels as draw_batch gives them) and
+    their weighted total; `progress` in [0, 1]: how far training is (DANN's ramp)."""
+    images, counts, labels = batch
     net = getattr(model, "module", model)
-    sums: dict[str, float] = {}
-    for step in tqdm(range(steps), desc=desc, unit="step", leave=False, disable=world()[0] > 0):
-        images, counts, labels = draw_batch(regime, streams)
-        ctx = losses.TermContext(loss_cfg, done + share * step / steps, net.adapters)
-        outputs = forward(model, images, device, domain_groups(counts, regime))
-        terms = loss_terms(*outputs, counts, labels, net.head, regime, ctx)
-        total = weighted_total(terms, regime)
-        if not torch.isfinite(total):
-            bad = next((k for k, v in terms.items() if not torch.isfinite(v)), "total")
-            raise TrainingError(f"{desc}, step {step + 1}: loss term {bad} is {float(terms.get(bad, total))}; "
-                                f"lower its weight or train.lr")
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        optimizer.step()
-        for k, v in {**terms, "total": total}.items():
-            sums[k] = sums.get(k, 0.0) + float(v.detach())
-    return {k: v / steps for k, v in sums.items()}
+    net = getattr(net, "_orig_mod", net)  # torch.compile's wrapper
+    ctx = losses.TermContext(loss_cfg, progress, net.adapters)
+    outputs = forward(model, images, device, domain_groups(counts, regime), precision)
+    terms = loss_terms(*outputs, counts, labels, net.head, regime, ctx)
+    return terms, weighted_total(terms, regime)
+
+
+def step(model, optimizer, batch, regime: Regime, loss_cfg: Losses, device, progress: float,
+         precision: str = "bf16", where: str = "train", check: bool = True
+         ) -> dict[str, torch.Tensor]:
+    """One optimizer step on `batch`; returns the terms and `total` (detached). With `check`, a
+    loss that is not finite stops training before the step, with a TrainingError naming `where`
+    and the term (a host-device synchronization: train_one_epoch checks per epoch on CUDA)."""
+    terms, total = batch_terms(model, batch, regime, loss_cfg, device, progress, precision)
+    if check:
+        stop_if_not_finite({**terms, "total": total}, where)
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    optimizer.step()
+    return {k: v.detach() for k, v in {**terms, "total": total}.items()}
+
+
+def stop_if_not_finite(values: dict, where: str) -> None:
+    """A TrainingError naming the first term (or the total) that is NaN or infinite."""
+    floats = {k: float(torch.as_tensor(v).detach()) for k, v in values.items()}
+    bad = next((k for k, v in floats.items() if not np.isfinite(v)), None)
+    if bad is not None:
+        raise TrainingError(f"{where}: loss term {bad} is {floats[bad]}; lower its weight "
+                            f"or train.lr")
+
+
+def train_one_epoch(model, optimizer, streams, regime, loss_cfg, device, steps: int,
+                    desc: str, done: float = 0.0, share: float = 0.0,
+                    precision: str = "bf16") -> dict[str, float]:
+    """`steps` optimizer steps; returns each term's mean and the weighted total. `done` and
+    `share`: the part of training before this epoch and this epoch's part (DANN's ramp). On the
+    CPU each step's loss is checked before its update; on CUDA the sums stay on the device and
+    are checked when the epoch ends (no synchronization per step), before anything is saved."""
+    model.train()
+    check = torch.device(device).type != "cuda"
+    sums: dict[str, torch.Tensor] = {}
+    for i in tqdm(range(steps), desc=desc, unit="step", leave=False, disable=world()[0] > 0):
+        values = step(model, optimizer, draw_batch(regime, streams), regime, loss_cfg, device,
+                      done + share * i / steps, precision, f"{desc}, step {i + 1}", check)
+        for k, v in values.items():
+            sums[k] = sums[k] + v if k in sums else v.clone()
+    means = {k: float(v) / steps for k, v in sums.items()}
+    stop_if_not_finite(means, desc)
+    return means
 
 
 def labeled_training_labels(splits: dict[str, Split], regime: Regime) -> np.ndarray:
@@ -209,7 +270,7 @@ def target_batches(splits: dict[str, Split], device, batch_size: int = 64):
         stop = min(start + batch_size, sizes[-1])
         chunk = [part[max(start - lo, 0):max(min(stop - lo, len(part)), 0)]
                  for part, lo in zip(parts, sizes[:-1])]
-        yield to_input(np.concatenate([c for c in chunk if len(c)]), device)
+        yield to_input(concat([c for c in chunk if len(c)]), device)
 
 
 def prepare(model: nn.Module, splits: dict[str, Split], regime: Regime, cfg: Train,
@@ -243,9 +304,13 @@ def fit(model: nn.Module, splits: dict[str, Split], regime: Regime, cfg: Train, 
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     prepare(model, splits, regime, cfg, loss_cfg)
-    model.to(device)
+    place(model, device)
     if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest
+        used = {STREAM_SPLITS[n] for n in regime.batch if regime.batch[n]}
+        if regime.adabn:
+            used |= {"target_train", "target_unlabeled"}
+        splits = {**splits, **to_device({k: splits[k] for k in used}, device)}
     streams = {n: Stream(splits[STREAM_SPLITS[n]], rng) for n in regime.batch if regime.batch[n]}
     optimizer = make_optimizer(model, cfg)
     run = {"epoch": 0, "best": {"val_mae": float("inf")}, "stale": 0, "history": []}
@@ -254,13 +319,15 @@ def fit(model: nn.Module, splits: dict[str, Split], regime: Regime, cfg: Train, 
         for epoch, values in enumerate(run["history"]):
             log(epoch, values)
     trained = _wrap(model, device)
+    if cfg.compile:
+        trained = torch.compile(trained)
     for epoch in range(run["epoch"], cfg.epochs):
         if cfg.patience and run["stale"] >= cfg.patience:
             break
         set_lrs(optimizer, cfg, epoch)
         means = train_one_epoch(trained, optimizer, streams, regime, loss_cfg, device,
                                 cfg.steps_per_epoch, f"{desc} epoch {epoch + 1}/{cfg.epochs}",
-                                epoch / cfg.epochs, 1 / cfg.epochs)
+                                epoch / cfg.epochs, 1 / cfg.epochs, cfg.precision)
         if regime.adabn:
             reestimate_batchnorm(model, target_batches(splits, device))
         values = {**{f"train/{k}": v for k, v in means.items()}, "val/mae": validate(model),
