@@ -1,4 +1,5 @@
-"""Benchmark: our image cache build against the seed's code path, on the same JPEGs.
+"""Benchmark: our image cache build (from tar shards, as the pipeline reads them, and from loose
+files) against the seed's code path and against the decode-only rate, on the same JPEGs.
 
 The seed's path: `skimage.io.imread` each file, `cv2.resize` it to the training size and store
 it in a float64 array of the whole dataset. Ours: `dareg.cache.build` (parallel over the cores;
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dareg import cache
+from dareg import cache, shards
 
 
 def write_jpeg(args: tuple[Path, int, int]) -> str:
@@ -52,13 +53,42 @@ def seed_build(paths: list[str], size: int) -> np.ndarray:
     return images
 
 
+def _decode_only(args: tuple[list[str], int]) -> int:
+    import simplejpeg
+    paths, size = args
+    for path in paths:
+        with open(path, "rb") as f:
+            simplejpeg.decode_jpeg(f.read(), "RGB", min_width=size, min_height=size)
+    return len(paths)
+
+
 def run_one(method: str, listing: Path, size: int, out: Path) -> None:
-    """The measured process: build one cache with `method` from the paths listed in `listing`."""
-    paths = listing.read_text().split()
+    """The measured process: build one cache with `method` from the paths listed in `listing`
+    (for `shards`: the members, as shard offset size sha256 name per line)."""
+    lines = listing.read_text().splitlines()
     if method == "seed":
-        np.save(out, seed_build(paths, size))
-    else:
-        cache.build(paths, size, out)
+        np.save(out, seed_build(lines, size))
+    elif method == "files":
+        cache.build(lines, size, out)
+    elif method == "shards":
+        members = [cache.Member(s, int(o), int(n), h, name)
+                   for s, o, n, h, name in (line.split(" ") for line in lines)]
+        cache.build(members, size, out)
+    else:  # decode: the JPEG decode alone at the same n/8 scale, on every core (the ceiling)
+        chunks = [(lines[i:i + 64], size) for i in range(0, len(lines), 64)]
+        with ProcessPoolExecutor(cache.available_cores()) as pool:
+            sum(pool.map(_decode_only, chunks))
+        np.save(out, np.zeros(1))
+
+
+def pack(paths: list[str], folder: Path) -> Path:
+    """The JPEGs packed into tar shards as the producers pack them; a member listing to read."""
+    with shards.ShardWriter(folder, "bench") as writer:
+        rows = [writer.add(Path(p).name, Path(p).read_bytes()) for p in paths]
+    listing = folder / "members.txt"
+    listing.write_text("\n".join(f"{folder / r['shard']} {r['offset']} {r['size']} {r['sha256']} "
+                                  f"{r['member']}" for r in rows))
+    return listing
 
 
 def measure(method: str, listing: Path, size: int, out: Path) -> tuple[float, int]:
@@ -74,16 +104,23 @@ def measure(method: str, listing: Path, size: int, out: Path) -> tuple[float, in
 def compare(work: Path, paths: list[str], size: int) -> None:
     listing = work / f"paths-{len(paths)}.txt"
     listing.write_text("\n".join(paths))
-    figures = {"ours": measure("ours", listing, size, work / "ours.npy")}
+    members = pack(paths, work / f"raw-{len(paths)}")
+    figures = {"decode": measure("decode", listing, size, work / "decode.npy"),
+               "shards": measure("shards", members, size, work / "shards.npy"),
+               "files": measure("files", listing, size, work / "files.npy")}
     seed_bytes = len(paths) * size * size * 3 * 8
     import psutil  # harness only, like demo_repro: not in the measured processes' start-up
     if seed_bytes < 0.7 * psutil.virtual_memory().available:
         figures["seed"] = measure("seed", listing, size, work / "seed.npy")
     for method, (seconds, peak) in figures.items():
-        print(f"{len(paths):7d} images  {method:5s} {len(paths) / seconds:8.0f} images/s  "
+        print(f"{len(paths):7d} images  {method:6s} {len(paths) / seconds:8.0f} images/s  "
               f"{seconds:7.1f} s  peak {peak / 2**20:8.0f} MiB")
+    print(f"{len(paths):7d} images  shards at {figures['decode'][0] / figures['shards'][0]:.0%} of the "
+          f"decode-only rate; files at {figures['decode'][0] / figures['files'][0]:.0%}")
     if "seed" in figures:
-        print(f"{len(paths):7d} images  speed-up x{figures['seed'][0] / figures['ours'][0]:.1f}")
+        print(f"{len(paths):7d} images  speed-up over the seed: shards "
+              f"x{figures['seed'][0] / figures['shards'][0]:.1f}, files "
+              f"x{figures['seed'][0] / figures['files'][0]:.1f}")
     else:
         print(f"{len(paths):7d} images  seed   not run: its float64 array alone needs "
               f"{seed_bytes / 2**30:.1f} GiB, more than 70% of the free memory")
@@ -94,7 +131,7 @@ def main() -> None:
     parser.add_argument("--counts", type=int, nargs="+", default=[10_000, 60_000])
     parser.add_argument("--side", type=int, default=250, help="JPEG width and height")
     parser.add_argument("--size", type=int, default=128, help="training size (the seeds' 128)")
-    parser.add_argument("--run", choices=["ours", "seed"], help=argparse.SUPPRESS)
+    parser.add_argument("--run", choices=["files", "shards", "decode", "seed"], help=argparse.SUPPRESS)
     parser.add_argument("--listing", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()

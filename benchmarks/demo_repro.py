@@ -39,10 +39,10 @@ def tree_rss(pid: int) -> int:
     return total
 
 
-def run_sampled(cmd: list[str], cwd: Path) -> tuple[float, int, str]:
+def run_sampled(cmd: list[str], cwd: Path, extra_env: dict | None = None) -> tuple[float, int, str]:
     """Run `cmd`, sampling the tree's memory every 0.1 s; returns (seconds, peak bytes, output)."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env(), stdout=subprocess.PIPE,
+    proc = subprocess.Popen(cmd, cwd=cwd, env={**env(), **(extra_env or {})}, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     peak = [0]
 

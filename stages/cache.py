@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from dareg import cache, cli, params
+from dareg import cache, cli, params, shards
+from dareg.labels import require_columns
 from dareg.splits import SPLITS
 
 
@@ -14,9 +15,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     size = params.load().cache.image_size
-    for name in SPLITS:
-        paths = pd.read_csv(args.splits / f"{name}.csv")["image"].tolist()
-        cache.build(paths, size, args.out / f"{name}.npy", desc=f"cache {name}")
+    tables = {name: pd.read_csv(args.splits / f"{name}.csv", dtype={"sha256": str}) for name in SPLITS}
+    for name, table in tables.items():
+        require_columns(table, ["image", "shard", "offset", "size", "sha256"],
+                        str(args.splits / f"{name}.csv"))
+    # every shard is there and long enough, before any decoding starts
+    shards.check_shards(pd.concat(tables.values()).rename(columns={"image": "member"}))
+    for name, table in tables.items():
+        members = [cache.Member(*row) for row in table[["shard", "offset", "size", "sha256", "image"]]
+                   .itertuples(index=False, name=None)]
+        cache.build(members, size, args.out / f"{name}.npy", desc=f"cache {name}")
 
 
 if __name__ == "__main__":

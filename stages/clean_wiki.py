@@ -5,7 +5,9 @@ import argparse
 import logging
 from pathlib import Path
 
-from dareg import hashes, params, wiki
+import numpy as np
+
+from dareg import hashes, params, shards, wiki
 from dareg.cli import run
 from dareg.errors import DataError
 from dareg.io import write_csv, write_json
@@ -13,21 +15,31 @@ from dareg.io import write_csv, write_json
 log = logging.getLogger("clean_wiki")
 
 
+def with_shards(kept, raw: Path):
+    """Each kept entry's shard (relative to `raw`, as `path` is), offset, size and sha256, from the
+    shards' index: what the cache stage reads and what makes it rebuild when an image changes."""
+    index = shards.read_index(raw).set_index("member")
+    found = index.reindex(kept["path"])
+    if found["sha256"].isna().any():  # present_images found them, so the index changed meanwhile
+        missing = kept["path"][found["sha256"].isna().to_numpy()].iloc[0]
+        raise DataError(f"{shards.index_path(raw)}: lists no {missing}; run `dvc repro -f fetch_wiki`")
+    return kept.assign(shard=found["shard"].to_numpy(),
+                       offset=found["offset"].to_numpy(np.int64),
+                       size=found["size"].to_numpy(np.int64), sha256=found["sha256"].to_numpy())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--raw", type=Path, required=True,
-                        help="wiki_crop folder (wiki.mat, NN/) or imdb_crop folder (imdb.mat)")
+                        help="data/raw/wiki: wiki.mat (or imdb.mat), SHA256SUMS, shards/")
     parser.add_argument("--out", type=Path, required=True, help="folder for female.csv, male.csv")
     parser.add_argument("--metrics", type=Path, required=True, help="counts JSON to write")
     args = parser.parse_args()
     cfg = params.load().clean_wiki
     entries = wiki.load_mat(wiki.mat_file(args.raw))
     kept, counts = wiki.clean(entries, cfg, image_root=args.raw)
-    kept = kept.assign(sha256=kept["path"].map(hashes.read_sums(args.raw)))  # images' content
-    if kept["sha256"].isna().any():
-        missing = kept["path"][kept["sha256"].isna()].iloc[0]
-        raise DataError(f"{args.raw / hashes.SUMS}: lists no hash for {missing} (the folder "
-                        f"changed after fetch_wiki wrote it); run `dvc repro -f fetch_wiki`")
+    hashes.read_sums(args.raw)  # fetch_wiki finished the folder (this file is its last word)
+    kept = with_shards(kept, args.raw)
     for gender in ("female", "male"):
         write_csv(args.out / f"{gender}.csv", kept[kept["gender"] == gender])
     write_json(args.metrics, counts)

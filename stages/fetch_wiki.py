@@ -1,4 +1,5 @@
-"""Stage fetch_wiki: put IMDB-WIKI's wiki_crop (wiki.mat and NN/*.jpg) into --out.
+"""Stage fetch_wiki: IMDB-WIKI's wiki_crop into --out: wiki.mat, SHA256SUMS and the crops packed in
+tar shards (shards/wiki-NNNNNN.tar, members named NN/<file>.jpg as in wiki_crop; dareg.shards).
 
 Params `wiki`: source demo (a synthetic tarball served and downloaded on loopback), url (download
 wiki.url, resumable, into --downloads, outside the DVC output) or path (a folder or a tarball).
@@ -11,7 +12,7 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from dareg import fetch, hashes, params
+from dareg import fetch, hashes, params, shards
 from dareg.cli import run
 from dareg.demo.faces import write_wiki_tar
 from dareg.demo.files import serve_folder
@@ -26,22 +27,22 @@ def fetch_demo(cfg: params.Wiki, out: Path) -> None:
         write_wiki_tar(served / "wiki_crop.tar", cfg.demo_entries, cfg.demo_seed)
         with serve_folder(served) as base_url:
             tar_path = fetch.download(f"{base_url}/wiki_crop.tar", Path(tmp) / "wiki_crop.tar")
-        fetch.extract_tar(tar_path, out)
+        fetch.pack_tar(tar_path, out)
 
 
 def fetch_url(cfg: params.Wiki, out: Path, downloads: Path) -> None:
     name = Path(urlsplit(cfg.url).path).name or "wiki_crop.tar"
     tar_path = fetch.download(cfg.url, downloads / name, sha256=cfg.sha256)
-    fetch.extract_tar(tar_path, out)
+    fetch.pack_tar(tar_path, out)
 
 
 def fetch_path(cfg: params.Wiki, out: Path) -> None:
     source = Path(cfg.path).expanduser()
     if source.is_dir():
         fetch.check_wiki_folder(source)
-        fetch.link_or_copy_folder(source, out)
+        fetch.pack_folder(source, out)
     elif source.is_file():
-        fetch.extract_tar(source, out)
+        fetch.pack_tar(source, out)
     else:
         raise DataError(f"params.yaml: wiki.path {cfg.path!r} is neither a folder nor a file; "
                         "point it at a wiki_crop folder (holding wiki.mat) or at wiki_crop.tar")
@@ -61,7 +62,8 @@ def main() -> None:
     else:
         fetch_path(cfg, args.out)
     fetch.check_wiki_folder(args.out)
-    hashes.write_sums(args.out)  # what downstream stages depend on, instead of walking the folder
+    shards.read_index(args.out)  # the index is there: the folder is complete
+    hashes.write_sums(args.out)  # what downstream stages depend on: wiki.mat, shards, index
     log.info("%s ready (source: %s)", args.out, cfg.source)
 
 

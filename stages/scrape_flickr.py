@@ -1,4 +1,5 @@
-"""Stage scrape_flickr: photos uploaded in a window, with views -> <out>/photos.csv and <out>/images/.
+"""Stage scrape_flickr: photos uploaded in a window, with views -> <out>/photos.csv
+and <out>/shards/ (the images in tar shards, dareg.shards).
 
 source: demo serves synthetic photos from a loopback stand-in of Flickr (throwaway key and secret)
 and runs the same flickrapi code against it; source: api reads FLICKR_API_KEY / FLICKR_API_SECRET.
@@ -30,7 +31,7 @@ def open_service(cfg: params.Flickr, window: tuple[int, int], stack: ExitStack) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", required=True, help="output folder (photos.csv, images/)")
+    parser.add_argument("--out", required=True, help="output folder (photos.csv, shards/)")
     parser.add_argument("--metrics", required=True, help="metrics JSON to write")
     parser.add_argument("--store", required=True,
                         help="download store kept between runs (not a DVC output): files/, manifest.jsonl")

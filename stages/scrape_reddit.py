@@ -1,4 +1,5 @@
-"""Stage scrape_reddit: Reddit posts with direct image links -> <out>/posts.csv and <out>/images/.
+"""Stage scrape_reddit: Reddit posts with direct image links -> <out>/posts.csv
+and <out>/shards/ (the images in tar shards, dareg.shards).
 
 source: demo serves synthetic posts from a loopback stand-in of Reddit (throwaway credentials) and
 runs the same praw code against it; source: api reads REDDIT_CLIENT_ID / REDDIT_CLIENT_SECRET.
@@ -31,7 +32,7 @@ def open_service(cfg: params.Reddit, stack: ExitStack) -> tuple[str, str, str | 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", required=True, help="output folder (posts.csv, images/)")
+    parser.add_argument("--out", required=True, help="output folder (posts.csv, shards/)")
     parser.add_argument("--metrics", required=True, help="metrics JSON to write")
     parser.add_argument("--store", required=True,
                         help="download store kept between runs (not a DVC output): files/, manifest.jsonl")

@@ -85,3 +85,21 @@ def pipeline(tmp_path_factory) -> Path:
     result = run("dvc repro", repo, offline=can_isolate_network())
     (repo / "repro.log").write_text(result.stdout + result.stderr)
     return repo
+
+
+def pack_loose(folder: Path) -> Path:
+    """A raw wiki folder as fetch_wiki leaves it, from loose test files: every file but the .mat
+    packed into tar shards (dareg.shards), the loose copies removed, SHA256SUMS written."""
+    from dareg import hashes, shards
+
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix != ".mat"
+                   and p.name != hashes.SUMS and shards.FOLDER not in p.relative_to(folder).parts)
+    with shards.ShardWriter(folder, "wiki") as writer:
+        for path in files:
+            writer.add(path.relative_to(folder).as_posix(), path.read_bytes())
+    for path in files:
+        path.unlink()
+    for sub in sorted((p for p in folder.iterdir() if p.is_dir() and p.name != shards.FOLDER)):
+        shutil.rmtree(sub)
+    hashes.write_sums(folder)
+    return folder

@@ -125,7 +125,7 @@ def test_undecodable_file_is_named(tmp_path, content):
 
 
 def test_missing_file_is_named(tmp_path):
-    with pytest.raises(DataError, match="gone.jpg: cannot decode image"):
+    with pytest.raises(DataError, match="gone.jpg: cannot read image"):
         cache.load_square(str(tmp_path / "gone.jpg"), 64)
 
 

@@ -7,7 +7,7 @@ import pytest
 import scipy.io
 from PIL import Image
 
-from dareg import params, wiki
+from dareg import fetch, params, wiki
 from dareg.demo.faces import metadata_mat, wiki_files, write_wiki_crop, write_wiki_tar
 
 FIELDS = ("dob", "photo_taken", "full_path", "gender", "name", "face_location", "face_score",
@@ -24,8 +24,14 @@ def crop(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def kept(crop):
-    frame, _ = wiki.clean(wiki.load_mat(crop / "wiki.mat"), CLEANING, crop)
+def raw(crop, tmp_path_factory):
+    """The crop folder as fetch_wiki leaves it: wiki.mat and the images in tar shards."""
+    return fetch.pack_folder(crop, tmp_path_factory.mktemp("raw") / "wiki")
+
+
+@pytest.fixture(scope="module")
+def kept(raw):
+    frame, _ = wiki.clean(wiki.load_mat(raw / "wiki.mat"), CLEANING, raw)
     return frame
 
 
@@ -60,9 +66,9 @@ def test_imdb_mat_has_celebrity_ids(tmp_path):
     assert (celeb_names[entries["celeb_id"].to_numpy(int) - 1] == entries["name"]).all()
 
 
-def test_metadata_carries_each_kind_of_dirt(crop):
+def test_metadata_carries_each_kind_of_dirt(raw):
     """-inf face scores, second faces, unknown genders, impossible dobs and old ages all occur."""
-    _, counts = wiki.clean(wiki.load_mat(crop / "wiki.mat"), CLEANING, crop)
+    _, counts = wiki.clean(wiki.load_mat(raw / "wiki.mat"), CLEANING, raw)
     for reason in ("no_face", "low_face_score", "second_face", "unknown_gender", "bad_dob"):
         assert counts["dropped"][reason] > 0, reason
     assert 0.7 < counts["kept"]["total"] / counts["entries"] < 0.95

@@ -1,5 +1,6 @@
 """The shared image downloader against a loopback server that misbehaves in every way it counts."""
 import io
+import tarfile
 import threading
 import time
 from pathlib import Path
@@ -8,6 +9,7 @@ import pytest
 from PIL import Image
 
 from dareg import download
+from dareg.errors import DataError
 from dareg.download import Item
 from dareg.loopback import QuietHandler, serve
 from dareg.params import Download
@@ -97,8 +99,17 @@ def base_url():
 
 def fetch_all(base_url: str, folder: Path, paths: dict, config: Download = CONFIG):
     items = [Item(item_id, base_url + path) for item_id, path in paths.items()]
-    store = folder.parent / f"{folder.name}-store"  # beside, so the folder holds the images only
-    return {r.id: r for r in download.download_all(items, folder, config, store)}
+    store = folder.parent / f"{folder.name}-store"  # beside, so the folder holds the shards only
+    return {r.id: r for r in download.download_all(items, folder, config, store)[0]}
+
+
+def members(folder: Path) -> dict[str, bytes]:
+    """What the kept images' shards hold, read back through tar: {name: bytes}."""
+    out = {}
+    for shard in sorted((folder / "shards").glob("*.tar")):
+        with tarfile.open(shard) as tar:
+            out |= {m.name: tar.extractfile(m).read() for m in tar}
+    return out
 
 
 def test_each_failure_gets_its_outcome_and_only_ok_items_leave_files(base_url, tmp_path):
@@ -110,8 +121,9 @@ def test_each_failure_gets_its_outcome_and_only_ok_items_leave_files(base_url, t
     assert outcomes == {"good": "ok", "gone": "not_found", "page": "not_image", "noise": "not_image",
                         "cut": "corrupt", "huge": "too_large", "huge2": "too_large"}
     assert results["good"].file == "good.jpg"
-    assert (tmp_path / "good.jpg").read_bytes() == RED
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.jpg"]  # no temp files either
+    assert members(tmp_path) == {"good.jpg": RED}
+    assert sorted(p.name for p in (tmp_path / "shards").iterdir()) == [
+        "images-000000.tar", "index.csv"]  # no temp files either
 
 
 def test_truncated_jpeg_passes_verify_but_not_the_downloader(base_url, tmp_path):
@@ -127,7 +139,7 @@ def test_identical_bytes_keep_the_first_id_in_input_order(base_url, tmp_path):
                                              "other": "/ok/blue.jpg"})
     assert results["first"].outcome == "ok" and results["other"].outcome == "ok"
     assert results["second"].outcome == "duplicate" and "first" in results["second"].detail
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["first.jpg", "other.jpg"]
+    assert sorted(members(tmp_path)) == ["first.jpg", "other.jpg"]
 
 
 def test_429_with_retry_after_and_500_are_retried(base_url, tmp_path):
@@ -155,7 +167,7 @@ def test_unsafe_ids_are_refused_before_any_request(base_url, tmp_path):
     results = fetch_all(base_url, folder, {"../evil": "/ok/red.jpg", "a/b": "/ok/red.jpg",
                                            ".hidden": "/ok/red.jpg", "": "/ok/red.jpg"})
     assert {r.outcome for r in results.values()} == {"error"}
-    assert list(tmp_path.rglob("*.jpg")) == []
+    assert list(tmp_path.rglob("*.jpg")) == [] and members(folder) == {}
 
 
 def test_per_host_limit_caps_requests_in_flight(base_url, tmp_path):
@@ -178,8 +190,13 @@ def test_counts_and_kept_rows_follow_the_results():
                download.Result("b", "u", "not_found")]
     counts = download.count_outcomes(results)
     assert list(counts) == list(download.OUTCOMES) and counts["ok"] == counts["not_found"] == 1
-    rows = download.kept_rows([{"id": "a"}, {"id": "b"}], results, "images")
-    assert rows == [{"id": "a", "file": "images/a.jpg", "sha256": "f0"}]
+    packed = {"a": {"member": "a.jpg", "shard": "shards/x-000000.tar", "offset": 512, "size": 9,
+                    "sha256": "f0"}}
+    rows = download.kept_rows([{"id": "a"}, {"id": "b"}], results, packed)
+    assert rows == [{"id": "a", "file": "a.jpg", "shard": "shards/x-000000.tar", "offset": 512,
+                     "size": 9, "sha256": "f0"}]
+    with pytest.raises(DataError, match="a.jpg changed on disk after it was downloaded"):
+        download.kept_rows([{"id": "a"}], results, {"a": {**packed["a"], "sha256": "ee"}})
 
 
 def test_retry_after_accepts_seconds_and_http_dates():

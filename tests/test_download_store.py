@@ -2,6 +2,7 @@
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from dareg import download
+from dareg import download, shards
 from dareg.download import Item
 from dareg.download_store import Store
 from dareg.loopback import QuietHandler, serve
@@ -59,11 +60,12 @@ def base_url():
 
 
 def run(items, tmp_path: Path, name: str = "run"):
-    return download.download_all(items, tmp_path / name / "images", CONFIG, tmp_path / name / "store")
+    return download.download_all(items, tmp_path / name / "images", CONFIG, tmp_path / name / "store")[0]
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
-    return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+    """The packed output: every shard's and the index's bytes (deterministic for the same images)."""
+    return {path.name: path.read_bytes() for path in sorted((folder / "shards").iterdir())}
 
 
 def test_a_rerun_of_a_finished_scrape_requests_nothing(base_url, tmp_path):
@@ -72,11 +74,11 @@ def test_a_rerun_of_a_finished_scrape_requests_nothing(base_url, tmp_path):
     first = run(items, tmp_path)
     hits = dict(Handler.hits)
     files = snapshot(tmp_path / "run" / "images")
-    for path in (tmp_path / "run" / "images").iterdir():
-        path.unlink()  # what `dvc repro` does to a stage's outputs before running it
+    shutil.rmtree(tmp_path / "run" / "images")  # what `dvc repro` does to a stage's outputs first
     assert run(items, tmp_path) == first
     assert Handler.hits == hits and set(hits.values()) == {1}
-    assert snapshot(tmp_path / "run" / "images") == files and len(files) == 6
+    assert snapshot(tmp_path / "run" / "images") == files and len(files) == 2  # a shard, the index
+    assert len(shards.read_index(tmp_path / "run" / "images")) == 6
 
 
 def test_transient_failures_new_urls_and_lost_files_are_fetched_again(base_url, tmp_path):
@@ -151,5 +153,5 @@ def test_a_manifest_entry_cannot_point_outside_the_store(base_url, tmp_path):
     entry = {"id": "a", "url": f"{base_url}/img/1.jpg", "outcome": "ok", "file": "../../evil.jpg",
              "sha256": "0", "detail": "", "size": len(jpeg(1))}
     store.manifest.write_text(json.dumps(entry) + "\n")
-    results = download.download_all([Item("a", entry["url"])], tmp_path / "images", CONFIG, store.root)
+    results = download.download_all([Item("a", entry["url"])], tmp_path / "images", CONFIG, store.root)[0]
     assert results[0].file == "a.jpg" and Handler.hits == {"/img/1.jpg": 1}

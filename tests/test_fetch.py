@@ -9,7 +9,8 @@ import requests
 
 from dareg.demo.files import serve_folder
 from dareg.errors import DataError
-from dareg.fetch import check_wiki_folder, download, extract_tar, link_or_copy_folder
+from dareg import shards
+from dareg.fetch import check_wiki_folder, download, pack_folder, pack_tar
 from dareg.loopback import QuietHandler, serve
 
 DATA = bytes(range(256)) * 400  # 100 kB
@@ -107,14 +108,28 @@ def _link(name, target, kind=tarfile.SYMTYPE):
     return info, None
 
 
-def test_extract_strips_the_top_folder(tmp_path):
-    """wiki_crop/wiki.mat and wiki_crop/17/x.jpg land as dest/wiki.mat and dest/17/x.jpg."""
-    tar_path = _tar(tmp_path / "t.tar", [_file("wiki_crop/wiki.mat"), _file("wiki_crop/17/x.jpg"),
+def packed(dest) -> dict[str, bytes]:
+    """{member: bytes} of a packed folder, read back through tar itself (as `tar -xf` would)."""
+    out = {}
+    for shard in sorted((dest / "shards").glob("*.tar")):
+        with tarfile.open(shard) as tar:
+            out |= {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}
+    return out
+
+
+def test_pack_strips_the_top_folder_and_keeps_the_names(tmp_path):
+    """wiki_crop/wiki.mat lands as dest/wiki.mat, wiki_crop/17/x.jpg as member 17/x.jpg of a
+    shard; a link inside the target is stored as its target's bytes."""
+    tar_path = _tar(tmp_path / "t.tar", [_file("wiki_crop/wiki.mat"), _file("wiki_crop/17/x.jpg", b"x"),
                                          _link("wiki_crop/17/y.jpg", "x.jpg")])
-    dest = extract_tar(tar_path, tmp_path / "raw")
-    assert (dest / "wiki.mat").read_bytes() == b"data" and (dest / "17" / "y.jpg").is_file()
+    dest = pack_tar(tar_path, tmp_path / "raw")
+    assert (dest / "wiki.mat").read_bytes() == b"data"
+    assert packed(dest) == {"17/x.jpg": b"x", "17/y.jpg": b"x"}
+    index = shards.read_index(dest)
+    assert index["member"].tolist() == ["17/x.jpg", "17/y.jpg"]
     check_wiki_folder(dest)
     assert sorted(os.listdir(tmp_path)) == ["raw", "t.tar"]  # no temporary folder left
+    assert sorted(os.listdir(dest)) == ["shards", "wiki.mat"]  # no extracted image
 
 
 @pytest.mark.parametrize("member", [
@@ -124,39 +139,47 @@ def test_extract_strips_the_top_folder(tmp_path):
     _link("wiki_crop/17/a.jpg", "/etc/passwd"),
     _link("wiki_crop/17/a.jpg", "wiki_crop/../../evil", tarfile.LNKTYPE),
 ], ids=["absolute", "dotdot", "symlink-outside", "symlink-absolute", "hardlink-outside"])
-def test_extract_refuses_members_leaving_the_target(tmp_path, member):
+def test_pack_refuses_members_leaving_the_target(tmp_path, member):
     """Unsafe members are refused by name, and no output folder appears."""
     tar_path = _tar(tmp_path / "t.tar", [_file("wiki_crop/wiki.mat"), member])
     with pytest.raises(DataError, match=f"member {member[0].name!r}"):
-        extract_tar(tar_path, tmp_path / "raw")
+        pack_tar(tar_path, tmp_path / "raw")
     assert sorted(os.listdir(tmp_path)) == ["t.tar"]
 
 
-def test_extract_takes_imdb_crop_too(tmp_path):
+def test_pack_takes_imdb_crop_too(tmp_path):
     tar_path = _tar(tmp_path / "t.tar", [_file("./imdb_crop/imdb.mat"),
                                          _file("imdb_crop/01/x.jpg")])
-    dest = extract_tar(tar_path, tmp_path / "raw")
-    assert sorted(p.name for p in dest.rglob("*")) == ["01", "imdb.mat", "x.jpg"]
+    dest = pack_tar(tar_path, tmp_path / "raw")
+    assert (dest / "imdb.mat").is_file() and list(packed(dest)) == ["01/x.jpg"]
 
 
 @pytest.mark.parametrize("names, message", [
     (["photos/wiki.mat"], r"'photos/wiki.mat' is not under wiki_crop/ \(or imdb_crop/\)"),
     (["wiki_crop/wiki.mat", "imdb_crop/imdb.mat"], "'imdb_crop/imdb.mat' is not under wiki_crop/"),
 ], ids=["other-top", "mixed-tops"])
-def test_extract_refuses_an_archive_without_one_top_folder(tmp_path, names, message):
+def test_pack_refuses_an_archive_without_one_top_folder(tmp_path, names, message):
     tar_path = _tar(tmp_path / "t.tar", [_file(name) for name in names])
     with pytest.raises(DataError, match=message):
-        extract_tar(tar_path, tmp_path / "raw")
+        pack_tar(tar_path, tmp_path / "raw")
     assert sorted(os.listdir(tmp_path)) == ["t.tar"]
 
 
-def test_link_or_copy_folder_hard_links_files(tmp_path):
+def test_pack_refuses_a_duplicate_member(tmp_path):
+    tar_path = _tar(tmp_path / "t.tar", [_file("wiki_crop/wiki.mat"), _file("wiki_crop/17/x.jpg"),
+                                         _file("wiki_crop/17/x.jpg")])
+    with pytest.raises(DataError, match="member '17/x.jpg' twice"):
+        pack_tar(tar_path, tmp_path / "raw")
+    assert sorted(os.listdir(tmp_path)) == ["t.tar"]
+
+
+def test_pack_folder_packs_every_image_and_copies_the_mat(tmp_path):
     (tmp_path / "src" / "17").mkdir(parents=True)
     (tmp_path / "src" / "wiki.mat").write_bytes(b"mat")
     (tmp_path / "src" / "17" / "x.jpg").write_bytes(b"jpg")
-    dest = link_or_copy_folder(tmp_path / "src", tmp_path / "raw")
-    assert (dest / "17" / "x.jpg").read_bytes() == b"jpg"
-    assert os.stat(dest / "wiki.mat").st_ino == os.stat(tmp_path / "src" / "wiki.mat").st_ino
+    dest = pack_folder(tmp_path / "src", tmp_path / "raw")
+    assert packed(dest) == {"17/x.jpg": b"jpg"} and (dest / "wiki.mat").read_bytes() == b"mat"
+    assert (tmp_path / "src" / "17" / "x.jpg").read_bytes() == b"jpg"  # the user's folder untouched
 
 
 def test_check_wiki_folder_names_what_it_found(tmp_path):

@@ -1,9 +1,10 @@
-"""fetch_wiki with `wiki.source: path`: a wiki_crop folder is hard-linked, a tarball extracted."""
-import errno
+"""fetch_wiki with `wiki.source: path`: a wiki_crop folder or a tarball, packed into tar shards."""
+import hashlib
 import os
 import re
 import runpy
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import yaml
 
 from dareg import hashes
 from dareg.demo.faces import write_wiki_crop, write_wiki_tar
-from dareg.fetch import link_or_copy_folder
+from dareg import fetch, shards
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,39 +43,45 @@ def fetch_stage(tmp_path, monkeypatch, capsys, path: str) -> tuple[int, str]:
     return 0, capsys.readouterr().err
 
 
-def test_a_folder_on_the_same_filesystem_is_hard_linked_not_copied(crop, tmp_path, monkeypatch,
-                                                                    capsys):
+def unpacked(raw: Path) -> dict[str, bytes]:
+    """The raw folder as `tar -xf` of its shards would give it back: {path: bytes}, wiki.mat too."""
+    out = {"wiki.mat": (raw / "wiki.mat").read_bytes()}
+    for shard in sorted((raw / shards.FOLDER).glob("*.tar")):
+        with tarfile.open(shard) as tar:
+            out |= {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}
+    return out
+
+
+def test_a_folder_is_packed_into_shards_with_its_own_names(crop, tmp_path, monkeypatch, capsys):
     code, err = fetch_stage(tmp_path, monkeypatch, capsys, str(crop))
     assert code == 0, err
-    out, given = _files(tmp_path / "data" / "raw" / "wiki"), _files(crop)
-    assert hashes.read_sums(tmp_path / "data" / "raw" / "wiki") == {
-        name: hashes.sha256_file(path) for name, path in given.items()}  # what downstream reads
-    del out[hashes.SUMS]
-    assert out.keys() == given.keys() and "wiki.mat" in out and len(out) == 13
-    assert all(os.stat(out[name]).st_ino == os.stat(given[name]).st_ino for name in out)
+    raw = tmp_path / "data" / "raw" / "wiki"
+    given = {name: path.read_bytes() for name, path in _files(crop).items()}
+    assert unpacked(raw) == given and len(given) == 13  # names and bytes round-trip
+    index = shards.read_index(raw)
+    assert dict(zip(index["member"], index["sha256"])) == {
+        name: hashlib.sha256(data).hexdigest() for name, data in given.items() if name != "wiki.mat"}
+    assert set(hashes.read_sums(raw)) == {"wiki.mat", "shards/index.csv", "shards/wiki-000000.tar"}
+    assert sorted(os.listdir(raw)) == ["SHA256SUMS", "shards", "wiki.mat"]
 
 
-def test_a_folder_on_another_filesystem_is_copied(crop, tmp_path, monkeypatch):
-    """Where hard links fail (EXDEV across filesystems), the files are copied, same bytes."""
-    def cross_device(src, dst):
-        raise OSError(errno.EXDEV, "Invalid cross-device link")
-
-    monkeypatch.setattr(os, "link", cross_device)
-    out, given = _files(link_or_copy_folder(crop, tmp_path / "raw")), _files(crop)
-    assert out.keys() == given.keys()
-    for name in out:
-        assert os.stat(out[name]).st_ino != os.stat(given[name]).st_ino
-        assert out[name].read_bytes() == given[name].read_bytes()
-
-
-def test_a_tarball_is_extracted_without_its_top_folder(crop, tmp_path, monkeypatch, capsys):
+def test_a_tarball_is_packed_without_its_top_folder(crop, tmp_path, monkeypatch, capsys):
     write_wiki_tar(tmp_path / "wiki_crop.tar", 12, seed=1)
     code, err = fetch_stage(tmp_path, monkeypatch, capsys, str(tmp_path / "wiki_crop.tar"))
     assert code == 0, err
-    out, given = _files(tmp_path / "data" / "raw" / "wiki"), _files(crop)
-    del out[hashes.SUMS]
-    assert out.keys() == given.keys()
-    assert all(out[name].read_bytes() == given[name].read_bytes() for name in out)
+    given = {name: path.read_bytes() for name, path in _files(crop).items()}
+    assert unpacked(tmp_path / "data" / "raw" / "wiki") == given
+
+
+def test_shards_split_by_bytes_and_read_back_by_offset(crop, tmp_path):
+    """A small shard size gives several shards; every member reads back by its offset."""
+    raw = fetch.pack_folder(crop, tmp_path / "raw", max_bytes=8192)
+    index = shards.read_index(raw)
+    assert index["shard"].nunique() > 2
+    for row in index.itertuples():
+        data = shards.read_member(raw / row.shard, row.offset, row.size)
+        assert data == (crop / row.member).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == row.sha256
 
 
 def _empty_folder(tmp: Path) -> Path:

@@ -1,4 +1,5 @@
 """The whole DAG on the tiny profile: what a user sees after `dvc repro` and after changing a param."""
+import hashlib
 import json
 import re
 import shutil
@@ -7,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from dareg import hashes
+from dareg import hashes, shards
 
 from conftest import can_isolate_network, run, set_params
 
@@ -96,7 +97,8 @@ def test_a_regime_added_to_params_and_the_list_reaches_the_summary(pipeline, tmp
 
 def test_image_folders_are_walked_only_as_outputs_and_hashes_carry_their_content(pipeline):
     """No stage depends on a raw image folder (at 60,000 files each such dependency costs a walk
-    on every `dvc status`); the split CSVs carry each image's sha256 instead, and it is the file's."""
+    on every `dvc status`); the split CSVs carry each image's shard, offset and sha256 instead, and
+    it is the hash of the bytes there."""
     lock = yaml.safe_load((pipeline / "dvc.lock").read_text())["stages"]
     folders = {"data/raw/wiki", "data/raw/reddit", "data/raw/flickr"}
     assert not [(name, d["path"]) for name, stage in lock.items() for d in stage.get("deps", [])
@@ -104,4 +106,6 @@ def test_image_folders_are_walked_only_as_outputs_and_hashes_carry_their_content
     for task in TASKS:
         for split in ("source", "target_train", "target_test"):
             rows = pd.read_csv(pipeline / "data" / "splits" / task / f"{split}.csv")
-            assert rows["sha256"].tolist() == [hashes.sha256_file(pipeline / p) for p in rows["image"]]
+            assert rows["sha256"].tolist() == [  # the bytes each row's shard holds at its offset
+                hashlib.sha256(shards.read_member(pipeline / r.shard, r.offset, r.size)).hexdigest()
+                for r in rows.itertuples()]

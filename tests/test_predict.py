@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dareg import predict
+from dareg import predict, shards
 from dareg.errors import DataError
 
 from conftest import run
@@ -13,10 +13,21 @@ from conftest import run
 pytestmark = pytest.mark.pipeline
 
 
+def extracted(pipeline, split_csv, out, count=None):
+    """The images of a split's rows as files, taken out of their shards as a user would
+    (python -m dareg.shards SHARD MEMBER OUT); in the rows' order."""
+    rows = pd.read_csv(pipeline / split_csv).iloc[:count]
+    files = []
+    for i, row in enumerate(rows.itertuples()):
+        member = row.image.split("/", 3)[-1]  # data/raw/<source>/<member>
+        files.append(shards.extract_one(pipeline / row.shard, member, out / f"{i:04d}.jpg"))
+    return files
+
+
 def test_predictions_match_the_evaluate_stage_on_the_test_images(pipeline, tmp_path, monkeypatch):
     """Given the test split's image files, the command reproduces evaluate's predictions in years."""
     monkeypatch.chdir(pipeline)
-    files = pd.read_csv(pipeline / "data/splits/age/target_test.csv")["image"].tolist()
+    files = [str(f) for f in extracted(pipeline, "data/splits/age/target_test.csv", tmp_path)]
     out = tmp_path / "predictions.csv"
     predict.main(["models/age/da/seed-1.pt", *files, "--out", str(out), "--batch-size", "5"])
     table = pd.read_csv(out)
@@ -28,7 +39,7 @@ def test_predictions_match_the_evaluate_stage_on_the_test_images(pipeline, tmp_p
 def test_a_folder_yields_its_images_only_sorted(pipeline, tmp_path):
     folder = tmp_path / "photos"
     (folder / "sub").mkdir(parents=True)
-    sources = sorted((pipeline / "data/raw/flickr/images").iterdir())[:2]
+    sources = extracted(pipeline, "data/splits/popularity/target_test.csv", tmp_path, 2)
     shutil.copy(sources[0], folder / "b.jpg")
     shutil.copy(sources[1], folder / "sub" / "a.JPG")
     (folder / "notes.txt").write_text("not an image")
@@ -39,7 +50,7 @@ def test_a_folder_yields_its_images_only_sorted(pipeline, tmp_path):
 
 def test_an_unreadable_image_stops_the_command_naming_it(pipeline, tmp_path):
     """Exit status 2, one line naming the broken file, and no CSV left behind."""
-    good = sorted((pipeline / "data/raw/wiki").rglob("*.jpg"))[0]
+    good = extracted(pipeline, "data/splits/age/target_test.csv", tmp_path, 1)[0]
     folder = tmp_path / "photos"
     folder.mkdir()
     shutil.copy(good, folder / "good.jpg")

@@ -67,6 +67,10 @@ def assert_up_to_date(b: Path, repro: subprocess.CompletedProcess) -> None:
     assert "Running stage" not in repro.stdout, repro.stdout
     assert "Data and pipelines are up to date" in repro.stdout, repro.stdout
     assert (b / "models" / "age" / "da" / "seed-0.pt").exists() and (b / "data" / "cache" / "age").is_dir()
+    for source in ("wiki", "reddit", "flickr"):  # the raw images arrived as tar shards
+        raw = b / "data" / "raw" / source
+        assert (raw / "shards" / "index.csv").is_file() and not list(raw.rglob("*.jpg"))
+        assert len(list((raw / "shards").glob("*.tar"))) >= 1
     status = run(["dvc", "status", "-c"], b).stdout
     assert "in sync" in status, status
 

@@ -1,4 +1,5 @@
 """The Flickr scraper: real flickrapi 2.4.0 against the loopback stand-in, and the scrape_flickr stage."""
+import hashlib
 import json
 import os
 import subprocess
@@ -11,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from dareg import flickr
+from dareg import flickr, shards
 from dareg.demo import flickr_api, social
 from dareg.download import make_session
 from dareg.errors import DataError
@@ -86,7 +87,11 @@ def test_scrape_writes_images_and_a_contract_table(base_url, tmp_path):
     flickr_client, _ = client(base_url)
     photos, metrics = flickr.scrape(flickr_client, search(), tmp_path, CONFIG, 1000, tmp_path / "store")
     assert list(photos.columns) == flickr.CSV_COLUMNS
-    assert all((tmp_path / f).is_file() for f in photos["file"])
+    index = shards.read_index(tmp_path).set_index("member")  # the kept images, in tar shards
+    assert sorted(index.index) == sorted(photos["file"]) and not (tmp_path / "images").exists()
+    for row in photos.itertuples():
+        data = shards.read_member(tmp_path / row.shard, row.offset, row.size)
+        assert hashlib.sha256(data).hexdigest() == row.sha256 == index.loc[row.file, "sha256"]
     assert metrics["listed"] == 300 and metrics["kept"] == len(photos) == 300 - sum(social.FLICKR_FAULTS.values())
 
 

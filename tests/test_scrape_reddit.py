@@ -1,4 +1,5 @@
 """The Reddit scraper: real praw 8 against the loopback stand-in, and the scrape_reddit stage."""
+import hashlib
 import json
 import os
 import subprocess
@@ -9,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from dareg import reddit
+from dareg import reddit, shards
 from dareg.demo import reddit_api, social
 from dareg.download import make_session
 from dareg.errors import DataError
@@ -88,12 +89,16 @@ def test_link_kind_keeps_direct_images_only(post, kind):
 
 
 def test_scrape_writes_images_and_a_contract_table(demo, base_url, tmp_path):
-    """posts.csv rows for ok images only, with relative files that exist; skips and faults counted."""
+    """posts.csv rows for ok images only, each naming its shard member and bytes; skips and faults counted."""
     praw_client, _ = client(base_url)
     posts, metrics = reddit.scrape(praw_client, reddit.Query(["pics", "EarthPorn"], "top", "all", 1000),
                                    tmp_path, CONFIG, tmp_path / "store")
     assert list(posts.columns) == reddit.CSV_COLUMNS
-    assert all((tmp_path / f).is_file() for f in posts["file"])
+    index = shards.read_index(tmp_path).set_index("member")  # the kept images, in tar shards
+    assert sorted(index.index) == sorted(posts["file"]) and not (tmp_path / "images").exists()
+    for row in posts.itertuples():
+        data = shards.read_member(tmp_path / row.shard, row.offset, row.size)
+        assert hashlib.sha256(data).hexdigest() == row.sha256 == index.loc[row.file, "sha256"]
     assert metrics["listed"] == 250 and metrics["kept"] == len(posts)
     assert metrics["outcomes"]["not_found"] == social.REDDIT_FAULTS["missing"]
     assert metrics["outcomes"]["duplicate"] == metrics["outcomes"]["corrupt"] == 1

@@ -13,6 +13,8 @@ import pandas as pd
 import pytest
 import scipy.io
 
+from conftest import pack_loose
+from dareg import shards
 from dareg import hashes, params, wiki
 from dareg.errors import DataError
 
@@ -88,8 +90,7 @@ def raw(tmp_path):
     for path in struct["full_path"][0][[i for i, e in enumerate(ENTRIES) if e[0] != "No Image"]]:
         (tmp_path / path).parent.mkdir(exist_ok=True)
         (tmp_path / path).write_bytes(b"jpeg")
-    hashes.write_sums(tmp_path)  # as fetch_wiki leaves it
-    return tmp_path
+    return pack_loose(tmp_path)  # as fetch_wiki leaves it
 
 
 def test_clean_keeps_exactly_the_good_entries(raw):
@@ -206,7 +207,10 @@ def test_stage_writes_exactly_the_expected_tables_and_counts(raw, tmp_path):
     for gender in ("female", "male"):
         table = pd.read_csv(tmp_path / "out" / "clean" / f"{gender}.csv", keep_default_na=False)
         expected = KEPT[KEPT["gender"] == gender].reset_index(drop=True)
-        pd.testing.assert_frame_equal(table, expected.assign(sha256=hashlib.sha256(b"jpeg").hexdigest()))
+        index = shards.read_index(raw).set_index("member").loc[expected["path"]]
+        pd.testing.assert_frame_equal(table, expected.assign(
+            shard=index["shard"].to_numpy(), offset=index["offset"].to_numpy(),
+            size=index["size"].to_numpy(), sha256=hashlib.sha256(b"jpeg").hexdigest()))
     metrics = json.loads((tmp_path / "out" / "m.json").read_text(encoding="utf-8"))
     assert metrics == COUNTS
 
@@ -226,24 +230,24 @@ def test_stage_reads_imdb_mat_and_keeps_the_celebrity_id(tmp_path, monkeypatch, 
     for path in struct["full_path"][0]:
         (tmp_path / path).parent.mkdir()
         (tmp_path / path).write_bytes(b"jpeg")
-    hashes.write_sums(tmp_path)
+    pack_loose(tmp_path)
     code, err = _run_stage_here(tmp_path, tmp_path / "out", monkeypatch, capsys)
     assert code == 0, err
     female = pd.read_csv(tmp_path / "out" / "clean" / "female.csv", keep_default_na=False)
     male = pd.read_csv(tmp_path / "out" / "clean" / "male.csv", keep_default_na=False)
-    assert list(female.columns) == wiki.KEPT_COLUMNS + ["celeb_id", "sha256"]
+    assert list(female.columns) == wiki.KEPT_COLUMNS + ["celeb_id", "shard", "offset", "size", "sha256"]
     assert (female["celeb_id"].tolist(), male["celeb_id"].tolist()) == ([7], [9])
 
 
 def test_a_file_whose_every_entry_is_dropped_gives_empty_tables(tmp_path):
     """One entry, no face: both tables have their header and no row; the count says why."""
     scipy.io.savemat(tmp_path / "wiki.mat", {"wiki": _struct(ENTRIES[2:3])})
-    hashes.write_sums(tmp_path)
+    pack_loose(tmp_path)
     result = _stage(tmp_path, tmp_path / "out")
     assert result.returncode == 0, result.stderr
     for gender in ("female", "male"):
         assert (tmp_path / "out" / "clean" / f"{gender}.csv").read_text().split("\n")[0] == \
-            ",".join(wiki.KEPT_COLUMNS + ["sha256"])
+            ",".join(wiki.KEPT_COLUMNS + ["shard", "offset", "size", "sha256"])
     metrics = json.loads((tmp_path / "out" / "m.json").read_text(encoding="utf-8"))
     assert metrics["dropped"]["no_face"] == 1 and metrics["kept"]["total"] == 0
 
@@ -255,12 +259,13 @@ def test_stage_without_the_hash_list_names_it_and_the_fix(raw, tmp_path):
     assert not (tmp_path / "out" / "clean").exists()
 
 
-def test_stage_with_a_stale_hash_list_names_the_missing_entry(raw, tmp_path):
-    """An image on disk but absent from SHA256SUMS (the folder changed after the fetch): an error,
-    not a table with an empty hash that downstream stages would not notice change."""
-    sums = raw / hashes.SUMS
-    sums.write_text("".join(f"{line}\n" for line in sums.read_text().splitlines()
-                            if not line.endswith(".jpg")))  # wiki.mat's line only
-    result = _stage(raw, tmp_path / "out")
-    assert result.returncode == 2 and "lists no hash for" in result.stderr
-    assert "dvc repro -f fetch_wiki" in result.stderr and not (tmp_path / "out" / "clean").exists()
+def test_stage_on_the_old_loose_layout_names_the_fix(tmp_path):
+    """A data/raw/wiki made before tar shards (loose NN/*.jpg): one line naming the fix."""
+    scipy.io.savemat(tmp_path / "wiki.mat", {"wiki": _struct(ENTRIES)})
+    (tmp_path / "00").mkdir()
+    (tmp_path / "00" / "100_1981-05-05_2009.jpg").write_bytes(b"jpeg")
+    hashes.write_sums(tmp_path)
+    result = _stage(tmp_path, tmp_path / "out")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "layout before tar shards" in result.stderr and "dvc repro -f fetch_wiki" in result.stderr
+    assert not (tmp_path / "out" / "clean").exists()

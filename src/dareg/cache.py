@@ -1,6 +1,8 @@
 """Image cache: decode and resize every image once into a uint8 array (N, size, size, 3) on disk.
 
-Decoding: each file is read once. JPEGs go to simplejpeg (libjpeg-turbo), which scales in the
+Reading: the raw images are members of tar shards (dareg.shards); each worker reads a member's
+bytes at its offset (one pread, no extraction) and checks their sha256 before decoding.
+Decoding: each image is read once. JPEGs go to simplejpeg (libjpeg-turbo), which scales in the
 DCT domain by any n/8 and so decodes straight to the smallest scale whose short side is still at
 least `size` (a 250 px photo at 5/8, 157 px, for size 128). Other formats, and JPEGs simplejpeg
 rejects (its strict mode refuses some damage that Pillow tolerates), go to Pillow (JPEG draft
@@ -15,9 +17,11 @@ leave the process (a memory map's dirty pages count in its RSS).
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,23 +33,56 @@ except ImportError:  # pragma: no cover - the project's install has it
     simplejpeg = None
 from tqdm import tqdm
 
+from dareg import shards
 from dareg.errors import DataError
 from dareg.io import atomic_path
 
 JPEG_MAGIC = b"\xff\xd8"
 
 
+@dataclass(frozen=True)
+class Member:
+    """An image inside a tar shard (dareg.shards): its bytes are `size` at `offset` of `shard`;
+    `sha256` is checked on the bytes read; `name` (its image name) is for messages."""
+
+    shard: str
+    offset: int
+    size: int
+    sha256: str
+    name: str
+
+
 def load_square(path: str, size: int) -> np.ndarray:
-    """Decode `path`, center-crop to a square and resize to size x size RGB uint8."""
+    """Decode the file `path`, center-crop to a square and resize to size x size RGB uint8."""
     try:
         with open(path, "rb") as f:
-            img, (width, height) = _decode(f.read(), size)
+            data = f.read()
+    except OSError as err:
+        raise DataError(f"{path}: cannot read image ({err}); remove it from the raw data "
+                        f"or rerun the scrape/fetch stage") from None
+    return square(data, size, path)
+
+
+def load_member(member: Member, size: int, reader: shards.Reader | None = None) -> np.ndarray:
+    """The image of a shard member, read by offset and checked against its sha256."""
+    data = (reader.read if reader else shards.read_member)(member.shard, member.offset, member.size)
+    if hashlib.sha256(data).hexdigest() != member.sha256:
+        raise DataError(f"{member.shard}: the bytes of {member.name} do not match its sha256 (the "
+                        f"shard changed after the tables were made); run `dvc repro` (or `dvc "
+                        f"pull`) to bring them together")
+    return square(data, size, f"{member.name} (in {member.shard})")
+
+
+def square(data: bytes, size: int, name: str) -> np.ndarray:
+    """Encoded image bytes to size x size RGB uint8: decode, center square, resize."""
+    try:
+        img, (width, height) = _decode(data, size)
         side = min(width, height)
         left, top = (width - side) / 2, (height - side) / 2
         img = img.resize((size, size), Image.BILINEAR, box=(left, top, left + side, top + side))
         return np.asarray(img, dtype=np.uint8)
     except (OSError, ValueError) as err:
-        raise DataError(f"{path}: cannot decode image ({err}); remove it from the raw data "
+        raise DataError(f"{name}: cannot decode image ({err}); remove it from the raw data "
                         f"or rerun the scrape/fetch stage") from None
 
 
@@ -72,19 +109,24 @@ def _decode_turbo(data: bytes, size: int) -> tuple[Image.Image, tuple[float, flo
     height, width = simplejpeg.decode_jpeg_header(data)[:2]
     array = simplejpeg.decode_jpeg(data, "RGB", min_width=size, min_height=size)
     eighths = next(n for n in range(8, 0, -1) if -(-width * n // 8) == array.shape[1])
-    return Image.fromarray(array), (width * eighths / 8, height * eighths / 8)
+    # frombuffer shares the decoded array's memory (fromarray would copy it: ~15% of the time)
+    img = Image.frombuffer("RGB", (array.shape[1], array.shape[0]), array, "raw", "RGB", 0, 1)
+    return img, (width * eighths / 8, height * eighths / 8)
 
 
-def _write_rows(args: tuple[Path, int, list[str], int]) -> int:
-    """Worker: decode `paths` and write their rows into the file `out` at byte `offset`."""
-    out, offset, paths, size = args
-    rows = np.empty((len(paths), size, size, 3), np.uint8)
-    for i, path in enumerate(paths):
-        rows[i] = load_square(path, size)
+def _write_rows(args: tuple[Path, int, list, int]) -> int:
+    """Worker: decode `sources` (file paths or shard Members) and write their rows into the file
+    `out` at byte `offset`."""
+    out, offset, sources, size = args
+    rows = np.empty((len(sources), size, size, 3), np.uint8)
+    with shards.Reader() as reader:  # each shard opened once per chunk
+        for i, source in enumerate(sources):
+            rows[i] = (load_member(source, size, reader) if isinstance(source, Member)
+                       else load_square(source, size))
     with open(out, "r+b") as f:
         f.seek(offset)
         f.write(rows.data)
-    return len(paths)
+    return len(sources)
 
 
 def available_cores() -> int:
@@ -92,9 +134,10 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def build(paths: list[str], size: int, out: Path, workers: int | None = None,
+def build(paths: list, size: int, out: Path, workers: int | None = None,
           chunk: int = 64, desc: str = "cache") -> None:
-    """Write images `paths` as one (N, size, size, 3) uint8 .npy at `out`, atomically."""
+    """Write images `paths` (file paths, or shard Members read by offset) as one
+    (N, size, size, 3) uint8 .npy at `out`, atomically."""
     header = {"descr": "|u1", "fortran_order": False, "shape": (len(paths), size, size, 3)}
     row = size * size * 3
     with atomic_path(out) as tmp:

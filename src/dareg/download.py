@@ -29,6 +29,8 @@ from tqdm import tqdm
 from urllib3.exceptions import ReadTimeoutError
 
 from dareg import io as atomic
+from dareg import shards
+from dareg.errors import DataError
 from dareg.download_store import Item, Result, Store
 from dareg.params import Download
 
@@ -201,21 +203,29 @@ def fetch_missing(items: list[Item], store: Store, config: Download, session: re
 
 
 def download_all(items: list[Item], folder: str | Path, config: Download, store: str | Path,
-                 session: requests.Session | None = None, desc: str = "images") -> list[Result]:
-    """Download `items` through the store at `store` and put the kept files into `folder`.
+                 session: requests.Session | None = None, desc: str = "images",
+                 prefix: str = "images") -> tuple[list[Result], dict[str, dict]]:
+    """Download `items` through the store at `store` and pack the kept files, in input order,
+    into tar shards in `folder` (folder/shards/<prefix>-NNNNNN.tar and its index; dareg.shards).
 
     Uses config.workers threads, at most config.per_host requests per host at once; items the
-    store's manifest settles are not requested. Returns one Result per item, in input order.
+    store's manifest settles are not requested. Returns one Result per item, in input order, and
+    each kept item's shard index row by id.
     """
     folder, store = Path(folder), Store(store)
     folder.mkdir(parents=True, exist_ok=True)
     by_id = fetch_missing(items, store, config, session or make_session(config.workers), desc)
     store.compact()
     results = drop_duplicates([by_id[item.id] for item in items])
-    for result in results:
-        if result.outcome == "ok":
-            store.place(result.file, folder)
-    return results
+    packed = {}
+    with shards.ShardWriter(folder, prefix) as writer:
+        for result in results:
+            if result.outcome == "ok":
+                packed[result.id] = writer.add(result.file, (store.files / result.file).read_bytes())
+    return results, packed
+
+
+SHARD_FIELDS = ("shard", "offset", "size", "sha256")
 
 
 def count_outcomes(results: list[Result]) -> dict[str, int]:
@@ -231,12 +241,20 @@ def utc_now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def kept_rows(rows: list[dict], results: list[Result], subdir: str) -> list[dict]:
-    """Rows whose image came out `ok`, each with `file` set to subdir/<file name> and the file's
-    sha256 (what downstream stages depend on instead of the image folder); input order."""
+def kept_rows(rows: list[dict], results: list[Result], packed: dict[str, dict]) -> list[dict]:
+    """Rows whose image came out `ok`, each with `file` (its member name in the shards), shard,
+    offset, size and sha256 (what downstream stages depend on instead of the images); input
+    order."""
     kept = {result.id: result for result in results if result.outcome == "ok"}
-    return [{**row, "file": f"{subdir}/{kept[row['id']].file}", "sha256": kept[row["id"]].sha256}
-            for row in rows if row["id"] in kept]
+    out = []
+    for row in rows:
+        if row["id"] in kept:
+            where = packed[row["id"]]
+            if where["sha256"] != kept[row["id"]].sha256:
+                raise DataError(f"download store: {where['member']} changed on disk after it was "
+                                f"downloaded; delete it from the store and scrape again")
+            out.append({**row, "file": where["member"], **{k: where[k] for k in SHARD_FIELDS}})
+    return out
 
 
 def scrape_metrics(listed: int, skipped: dict[str, int], results: list[Result]) -> dict:

@@ -1,4 +1,5 @@
-"""Getting IMDB-WIKI's raw files: resumable download, safe tar extraction, linking a local copy.
+"""Getting IMDB-WIKI's raw files: resumable download, and packing the tarball (or a folder) into
+tar shards (dareg.shards) with the member safety checks of a careful extraction.
 
 The only part of the wiki pipeline that touches the network.
 """
@@ -18,6 +19,7 @@ from urllib.parse import urlsplit
 import requests
 from tqdm import tqdm
 
+from dareg import shards
 from dareg.errors import DataError
 
 TIMEOUT = (10.0, 60.0)  # (connect, read) seconds
@@ -188,52 +190,62 @@ def _stripped(member: tarfile.TarInfo, strip: str, tar_path: Path) -> tarfile.Ta
     return member.replace(name=str(PurePosixPath(*parts)), linkname=linkname, deep=False)
 
 
-def extract_tar(tar_path: Path, dest_folder: Path) -> Path:
-    """Extract `tar_path` into `dest_folder` without its top folder (one of TOP_FOLDERS, the same
-    for every member); return `dest_folder`.
+MAT_FILES = ("wiki.mat", "imdb.mat")  # kept as files beside the shards; everything else is packed
+
+
+def pack_tar(tar_path: Path, dest_folder: Path, prefix: str = "wiki",
+             max_bytes: int = shards.SHARD_BYTES) -> Path:
+    """Stream IMDB-WIKI's tarball into `dest_folder`: wiki.mat (or imdb.mat) as a file, every
+    other file as a member of tar shards (shards/<prefix>-NNNNNN.tar), named without the top
+    folder (one of TOP_FOLDERS, the same for every member), as `tar -xf` would give it; no
+    extracted copy of the images is made. Returns `dest_folder`.
 
     Refuses absolute names, `..` components, links pointing outside the target, devices (a
-    DataError naming the member). Extracts beside `dest_folder` and renames, so a folder that
-    exists is complete.
+    DataError naming the member); a link inside is stored as a copy of its target's bytes. Packs
+    beside `dest_folder` and renames, so a folder that exists is complete.
     """
     tar_path = Path(tar_path)
     try:
-        with tarfile.open(tar_path) as tar, _replacing(Path(dest_folder)) as tmp:
+        with tarfile.open(tar_path) as tar, _replacing(Path(dest_folder)) as tmp, \
+                shards.ShardWriter(tmp, prefix, max_bytes) as writer, \
+                tqdm(total=tar_path.stat().st_size, unit="B", unit_scale=True,
+                     desc=f"pack {tar_path.name}", disable=None, mininterval=1.0) as bar:
             strip = ""
             for member in tar:
                 strip = strip or _top_folder(member, tar_path)
                 renamed = _stripped(member, strip, tar_path) if strip else None
-                if renamed is not None:
-                    tar.extract(renamed, tmp, filter="data")
-    except (tarfile.TarError, EOFError) as err:
+                bar.update(tar.offset - bar.n)
+                if renamed is None or renamed.isdir():
+                    continue
+                source = tar.extractfile(member)  # follows a link inside to its target's bytes
+                if source is None:
+                    raise _refuse(tar_path, member.name, "has no readable content")
+                data = source.read()
+                if renamed.name in MAT_FILES:
+                    (tmp / renamed.name).write_bytes(data)
+                else:
+                    writer.add(renamed.name, data)
+    except (tarfile.TarError, EOFError, KeyError) as err:
         reason = " ".join(str(err).split())  # tarfile's reasons span several lines
         raise DataError(f"{tar_path}: not a readable tar archive ({reason}); delete it and fetch "
                         "it again") from None
     return Path(dest_folder)
 
 
-def link_or_copy_folder(src: Path, dest: Path) -> Path:
-    """Give `dest` the files of folder `src`: hard links where the filesystem allows, else copies.
-
-    DVC must own the stage's output (it deletes and caches it), so the user's folder is not used
-    in place; hard links make the 800 MB of wiki_crop appear at no cost in space or time, and DVC
-    replaces output files rather than writing into them, so the user's copies are never changed.
-    """
+def pack_folder(src: Path, dest: Path, prefix: str = "wiki",
+                max_bytes: int = shards.SHARD_BYTES) -> Path:
+    """Give `dest` the contents of a wiki_crop folder `src`: its .mat file copied, every other
+    file (sorted by path) packed into tar shards under its path relative to `src`. The user's
+    folder is only read (DVC owns `dest`: it deletes and caches it)."""
     src = Path(src)
-    with _replacing(Path(dest)) as tmp:
-        for folder, _, files in os.walk(src):
-            relative = Path(folder).relative_to(src)
-            (tmp / relative).mkdir(exist_ok=True)
-            for name in files:
-                _link_or_copy(Path(folder) / name, tmp / relative / name)
+    files = sorted(p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file())
+    with _replacing(Path(dest)) as tmp, shards.ShardWriter(tmp, prefix, max_bytes) as writer:
+        for name in tqdm(files, desc=f"pack {src}", unit="file", disable=None, mininterval=1.0):
+            if name in MAT_FILES:
+                shutil.copyfile(src / name, tmp / name)
+            elif PurePosixPath(name).parts[0] != shards.FOLDER:
+                writer.add(name, (src / name).read_bytes())
     return Path(dest)
-
-
-def _link_or_copy(src: Path, dest: Path) -> None:
-    try:
-        os.link(src, dest)
-    except OSError:  # another filesystem, or links not permitted
-        shutil.copy2(src, dest)
 
 
 def check_wiki_folder(folder: Path) -> None:

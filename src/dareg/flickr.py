@@ -24,7 +24,7 @@ from dareg import download
 from dareg.errors import DataError
 from dareg.params import Download, Flickr
 
-CSV_COLUMNS = ["id", "owner", "views", "date_upload", "scraped_at", "url", "file", "sha256"]
+CSV_COLUMNS = ["id", "owner", "views", "date_upload", "scraped_at", "url", "file", "shard", "offset", "size", "sha256"]
 SEARCH_CAP = 4000
 PHOTO_ID = re.compile(r"^\d{1,20}$")
 AUTH_CODES = {"96", "97", "98", "100"}  # bad signature, missing signature, bad login, bad key
@@ -176,11 +176,12 @@ def collect(flickr: flickrapi.FlickrAPI, search: Search, pacer: Pacer) -> tuple[
 
 def scrape(flickr: flickrapi.FlickrAPI, search: Search, out_dir: str | Path, config: Download,
            calls_per_second: float, store: str | Path) -> tuple[pd.DataFrame, dict]:
-    """Search, download the images (through the download store `store`) into out_dir/images;
+    """Search, download the images (through the download store `store`), packed into tar shards
+    in out_dir/shards;
     the photos.csv table and metrics."""
     rows, skipped, listed = collect(flickr, search, Pacer(calls_per_second, config.retries, config.backoff))
     items = [download.Item(row["id"], row["url"]) for row in rows]
-    results = download.download_all(items, Path(out_dir) / "images", config, store,
-                                      desc="flickr images")
-    kept = download.kept_rows(rows, results, "images")
+    results, packed = download.download_all(items, Path(out_dir), config, store,
+                                              desc="flickr images", prefix="flickr")
+    kept = download.kept_rows(rows, results, packed)
     return pd.DataFrame(kept, columns=CSV_COLUMNS), download.scrape_metrics(listed, dict(skipped), results)

@@ -1,8 +1,9 @@
 """Label normalization per task: age / divisor; log upvotes (Reddit); log views per day (Flickr).
 
-Output rows: domain (source|target), image (path from the repository root), sha256 (the image's
-content: what makes the image cache rebuild when an image changes), group (what must not straddle
-two splits: a person, a Reddit post, a Flickr owner), raw (years, upvotes, views), label.
+Output rows: domain (source|target), image (its name under the raw folder, from the repository
+root), shard, offset and size (where its bytes lie: dareg.shards), sha256 (the image's content:
+what makes the image cache rebuild when an image changes), group (what must not straddle two
+splits: a person, a Reddit post, a Flickr owner), raw (years, upvotes, views), label.
 """
 from __future__ import annotations
 
@@ -25,17 +26,28 @@ def require_columns(frame: pd.DataFrame, columns: list[str], origin: str) -> Non
                         f"(rerun the stage that writes this file)")
 
 
+SHARD_COLUMNS = ["shard", "offset", "size", "sha256"]  # where each image's bytes are (dareg.shards)
+
+
+def image_columns(frame: pd.DataFrame, root: Path, name: str) -> dict:
+    """image (its name under the raw folder, as if the shards were extracted), and its shard
+    (from the repository root), offset, size and sha256: what the cache stage reads."""
+    return {"image": [str(root / p) for p in frame[name]],
+            "shard": [str(root / s) for s in frame["shard"]],
+            "offset": frame["offset"].astype("int64"), "size": frame["size"].astype("int64"),
+            "sha256": frame["sha256"]}
+
+
 def age_labels(female: pd.DataFrame, male: pd.DataFrame, image_root: Path,
                params: AgeLabels) -> pd.DataFrame:
     """Source = female faces, target = male faces; label = age / divisor; group = the person:
     IMDb's celebrity id where the table has one (imdb.mat), else the name (wiki.mat has no id)."""
     parts = []
     for domain, frame in (("source", female), ("target", male)):
-        require_columns(frame, ["path", "sha256", "age", "name"], f"clean wiki ({domain})")
+        require_columns(frame, ["path", *SHARD_COLUMNS, "age", "name"], f"clean wiki ({domain})")
         parts.append(pd.DataFrame({
             "domain": domain,
-            "image": [str(image_root / p) for p in frame["path"]],
-            "sha256": frame["sha256"],
+            **image_columns(frame, image_root, "path"),
             "group": (f"celeb:{i}" for i in frame["celeb_id"]) if "celeb_id" in frame
                      else "person:" + frame["name"].fillna("").astype(str),
             "raw": frame["age"].astype(float),
@@ -69,21 +81,19 @@ def flickr_label(photos: pd.DataFrame, transform: str) -> np.ndarray:
 def popularity_labels(posts: pd.DataFrame, photos: pd.DataFrame, reddit_root: Path,
                       flickr_root: Path, params: PopularityLabels) -> pd.DataFrame:
     """Source = Reddit (upvotes), target = Flickr (views per day); group = post id or owner."""
-    require_columns(posts, ["id", "score", "file", "sha256"], "posts.csv")
-    require_columns(photos, ["id", "owner", "views", "date_upload", "scraped_at", "file", "sha256"],
-                    "photos.csv")
+    require_columns(posts, ["id", "score", "file", *SHARD_COLUMNS], "posts.csv")
+    require_columns(photos, ["id", "owner", "views", "date_upload", "scraped_at", "file",
+                             *SHARD_COLUMNS], "photos.csv")
     source = pd.DataFrame({
         "domain": "source",
-        "image": [str(reddit_root / f) for f in posts["file"]],
-        "sha256": posts["sha256"],
+        **image_columns(posts, reddit_root, "file"),
         "group": "post:" + posts["id"].astype(str),
         "raw": posts["score"].astype(float),
         "label": reddit_label(posts["score"], params.reddit_transform),
     })
     target = pd.DataFrame({
         "domain": "target",
-        "image": [str(flickr_root / f) for f in photos["file"]],
-        "sha256": photos["sha256"],
+        **image_columns(photos, flickr_root, "file"),
         "group": "owner:" + photos["owner"].astype(str),
         "raw": photos["views"].astype(float),
         "label": flickr_label(photos, params.flickr_transform),

@@ -22,7 +22,7 @@ from dareg import download
 from dareg.errors import DataError
 from dareg.params import Download
 
-CSV_COLUMNS = ["id", "url", "score", "num_comments", "created_utc", "subreddit", "scraped_at", "file", "sha256"]
+CSV_COLUMNS = ["id", "url", "score", "num_comments", "created_utc", "subreddit", "scraped_at", "file", "shard", "offset", "size", "sha256"]
 IMAGE_HOSTS = frozenset({"i.redd.it", "i.imgur.com"})
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 POST_ID = re.compile(r"^[a-z0-9]{1,13}$")
@@ -153,14 +153,15 @@ def read_ids(path: str | Path) -> list[str]:
 
 def scrape(reddit: praw.Reddit, query: Query, out_dir: str | Path, config: Download,
            store: str | Path) -> tuple[pd.DataFrame, dict]:
-    """List posts, download their images (through the download store `store`) into out_dir/images;
+    """List posts, download their images (through the download store `store`), packed into tar shards
+    in out_dir/shards;
     the posts.csv table and metrics."""
     rows, skipped, listed = image_posts(submissions(reddit, query, config))
     if query.ids is not None:
         skipped["missing_from_api"] = len(query.ids) - listed  # /api/info/ omits unknown ids
     items = [download.Item(row["id"], row["url"]) for row in rows]
-    results = download.download_all(items, Path(out_dir) / "images", config, store,
-                                      desc="reddit images")
-    kept = download.kept_rows(rows, results, "images")
+    results, packed = download.download_all(items, Path(out_dir), config, store,
+                                              desc="reddit images", prefix="reddit")
+    kept = download.kept_rows(rows, results, packed)
     metrics = download.scrape_metrics(listed, {k: v for k, v in skipped.items() if v}, results)
     return pd.DataFrame(kept, columns=CSV_COLUMNS), metrics
