@@ -5,7 +5,6 @@ The only part of the wiki pipeline that touches the network.
 """
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import os
 import shutil
@@ -20,6 +19,7 @@ import requests
 from tqdm import tqdm
 
 from dareg import shards
+from dareg.hashes import sha256_file
 from dareg.errors import DataError
 
 TIMEOUT = (10.0, 60.0)  # (connect, read) seconds
@@ -56,7 +56,7 @@ def download(url: str, dest: Path, *, sha256: str = "", chunk: int = 1 << 20) ->
     complete (and verified), by a rename.
     """
     dest = Path(dest)
-    if dest.is_file() and (not sha256 or _sha256(dest) == sha256.strip().lower()):
+    if dest.is_file() and (not sha256 or sha256_file(dest) == sha256.strip().lower()):
         return dest
     part = dest.with_suffix(dest.suffix + ".part")
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -103,16 +103,8 @@ def _complete(response: requests.Response, have: int) -> bool:
     return response.headers.get("Content-Range", "") == f"bytes */{have}"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _check_sha256(url: str, path: Path, expected: str) -> None:
-    actual = _sha256(path)
+    actual = sha256_file(path)
     if actual != expected.strip().lower():
         path.unlink()
         raise DataError(f"{url}: sha256 {actual} does not match the expected {expected}; the "
