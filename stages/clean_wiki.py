@@ -9,20 +9,16 @@ import numpy as np
 
 from dareg import hashes, params, shards, wiki
 from dareg.cli import run
-from dareg.errors import DataError
 from dareg.io import write_csv, write_json
 
 log = logging.getLogger("clean_wiki")
 
 
-def with_shards(kept, raw: Path):
-    """Each kept entry's shard (relative to `raw`, as `path` is), offset, size and sha256, from the
-    shards' index: what the cache stage reads and what makes it rebuild when an image changes."""
-    index = shards.read_index(raw).set_index("member")
-    found = index.reindex(kept["path"])
-    if found["sha256"].isna().any():  # present_images found them, so the index changed meanwhile
-        missing = kept["path"][found["sha256"].isna().to_numpy()].iloc[0]
-        raise DataError(f"{shards.index_path(raw)}: lists no {missing}; run `dvc repro -f fetch_wiki`")
+def with_shards(kept, index):
+    """Each kept entry's shard (relative to the raw folder, as `path` is), offset, size and
+    sha256, from the shards' index (which holds every kept entry: clean checked that): what the
+    cache stage reads and what makes it rebuild when an image changes."""
+    found = index.set_index("member").loc[kept["path"]]
     return kept.assign(shard=found["shard"].to_numpy(),
                        offset=found["offset"].to_numpy(np.int64),
                        size=found["size"].to_numpy(np.int64), sha256=found["sha256"].to_numpy())
@@ -37,9 +33,10 @@ def main() -> None:
     args = parser.parse_args()
     cfg = params.load().clean_wiki
     entries = wiki.load_mat(wiki.mat_file(args.raw))
-    kept, counts = wiki.clean(entries, cfg, image_root=args.raw)
     hashes.read_sums(args.raw)  # fetch_wiki finished the folder (this file is its last word)
-    kept = with_shards(kept, args.raw)
+    index = shards.read_index(args.raw)
+    kept, counts = wiki.clean(entries, cfg, set(index["member"]), str(shards.index_path(args.raw)))
+    kept = with_shards(kept, index)
     for gender in ("female", "male"):
         write_csv(args.out / f"{gender}.csv", kept[kept["gender"] == gender])
     write_json(args.metrics, counts)

@@ -25,12 +25,13 @@ def score(truth: np.ndarray, pred: np.ndarray, unit: str) -> dict:
 
 
 def run_seed(path: Path, test: Split, source: Split, cfg: params.Evaluate, device) -> dict:
-    """One checkpoint: its scaled test predictions, metadata and source/target feature MMD."""
+    """One checkpoint: its scaled test predictions, metadata and source/target feature MMD, in
+    the precision it was trained in (train.precision; CUDA only)."""
     ckpt = checkpoint.load(path)
-    model = checkpoint.restore_model(ckpt)
-    scaled, test_features = infer(model, test.images, device)  # one pass for both
-    alignment = evaluate.alignment_mmd(infer(model, source.images, device)[1], test_features,
-                                       cfg.mmd_samples, cfg.seed)
+    model, precision = checkpoint.restore_model(ckpt), ckpt["train"].get("precision", "bf16")
+    scaled, test_features = infer(model, test.images, device, precision=precision)  # one pass
+    source_features = infer(model, source.images, device, precision=precision)[1]
+    alignment = evaluate.alignment_mmd(source_features, test_features, cfg.mmd_samples, cfg.seed)
     return {"seed": ckpt["train"]["seed"], "scaled": scaled, "alignment": alignment,
             "best_epoch": ckpt["epoch"], "val_mae": ckpt["val_mae"],
             "control": ckpt["regime_config"].get("control", ""),

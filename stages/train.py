@@ -56,7 +56,8 @@ def main() -> None:
     device = distributed.setup(pick_device(p.train.device))
 
     def validate(net) -> float:  # MAE in label units on the target validation split
-        pred = unscale(predict(net, val.images, device), scaling["target"]) * scaling["per_label"]
+        pred = predict(net, val.images, device, precision=p.train.precision)
+        pred = unscale(pred, scaling["target"]) * scaling["per_label"]
         return float(np.mean(np.abs(pred - val_truth)))
 
     inputs = [f for d in (args.splits, args.cache) for f in d.iterdir() if f.is_file()]

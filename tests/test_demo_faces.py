@@ -7,7 +7,7 @@ import pytest
 import scipy.io
 from PIL import Image
 
-from dareg import fetch, params, wiki
+from dareg import fetch, params, shards, wiki
 from dareg.demo.faces import metadata_mat, wiki_files, write_wiki_crop, write_wiki_tar
 
 FIELDS = ("dob", "photo_taken", "full_path", "gender", "name", "face_location", "face_score",
@@ -31,7 +31,7 @@ def raw(crop, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def kept(raw):
-    frame, _ = wiki.clean(wiki.load_mat(raw / "wiki.mat"), CLEANING, raw)
+    frame, _ = wiki.clean(wiki.load_mat(raw / "wiki.mat"), CLEANING, set(shards.read_index(raw)["member"]))
     return frame
 
 
@@ -68,7 +68,7 @@ def test_imdb_mat_has_celebrity_ids(tmp_path):
 
 def test_metadata_carries_each_kind_of_dirt(raw):
     """-inf face scores, second faces, unknown genders, impossible dobs and old ages all occur."""
-    _, counts = wiki.clean(wiki.load_mat(raw / "wiki.mat"), CLEANING, raw)
+    _, counts = wiki.clean(wiki.load_mat(raw / "wiki.mat"), CLEANING, set(shards.read_index(raw)["member"]))
     for reason in ("no_face", "low_face_score", "second_face", "unknown_gender", "bad_dob"):
         assert counts["dropped"][reason] > 0, reason
     assert 0.7 < counts["kept"]["total"] / counts["entries"] < 0.95

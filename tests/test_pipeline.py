@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from dareg import hashes, shards
+from dareg import shards
 
 from conftest import can_isolate_network, run, set_params
 

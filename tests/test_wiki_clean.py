@@ -14,8 +14,7 @@ import pytest
 import scipy.io
 
 from conftest import pack_loose
-from dareg import shards
-from dareg import hashes, params, wiki
+from dareg import hashes, params, shards, wiki
 from dareg.errors import DataError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,8 +92,13 @@ def raw(tmp_path):
     return pack_loose(tmp_path)  # as fetch_wiki leaves it
 
 
+def in_shards(raw):
+    """The image names a raw folder holds: its shards' members."""
+    return set(shards.read_index(raw)["member"])
+
+
 def test_clean_keeps_exactly_the_good_entries(raw):
-    kept, counts = wiki.clean(wiki.load_mat(raw / "wiki.mat"), RULES, raw)
+    kept, counts = wiki.clean(wiki.load_mat(raw / "wiki.mat"), RULES, in_shards(raw))
     pd.testing.assert_frame_equal(kept.reset_index(drop=True), KEPT)
     assert counts == COUNTS
     by_gender = sum(n for reasons in counts["dropped_by_gender"].values() for n in reasons.values())
@@ -122,7 +126,7 @@ def test_rules_follow_params(raw):
     assert {"Two Faces", "No Image"} <= set(kept["name"]) and counts["kept"]["total"] == 6
     strict = params.CleanWiki(1.0, True, 0, 100, missing_images="error")
     with pytest.raises(DataError, match="1 images missing, e.g. '11/111_1950-01-01_2000.jpg'"):
-        wiki.clean(wiki.load_mat(raw / "wiki.mat"), strict, raw)
+        wiki.clean(wiki.load_mat(raw / "wiki.mat"), strict, in_shards(raw))
 
 
 def test_a_one_entry_file(tmp_path):

@@ -17,7 +17,6 @@ leave the process (a memory map's dirty pages count in its RSS).
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -35,6 +34,7 @@ from tqdm import tqdm
 
 from dareg import shards
 from dareg.errors import DataError
+from dareg.hashes import sha256_bytes
 from dareg.io import atomic_path
 
 JPEG_MAGIC = b"\xff\xd8"
@@ -66,7 +66,7 @@ def load_square(path: str, size: int) -> np.ndarray:
 def load_member(member: Member, size: int, reader: shards.Reader | None = None) -> np.ndarray:
     """The image of a shard member, read by offset and checked against its sha256."""
     data = (reader.read if reader else shards.read_member)(member.shard, member.offset, member.size)
-    if hashlib.sha256(data).hexdigest() != member.sha256:
+    if sha256_bytes(data) != member.sha256:
         raise DataError(f"{member.shard}: the bytes of {member.name} do not match its sha256 (the "
                         f"shard changed after the tables were made); run `dvc repro` (or `dvc "
                         f"pull`) to bring them together")

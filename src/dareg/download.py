@@ -9,7 +9,6 @@ the kept files are then linked into the output folder.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import itertools
 import random
@@ -30,8 +29,9 @@ from urllib3.exceptions import ReadTimeoutError
 
 from dareg import io as atomic
 from dareg import shards
-from dareg.errors import DataError
 from dareg.download_store import Item, Result, Store
+from dareg.errors import DataError
+from dareg.hashes import sha256_bytes
 from dareg.params import Download
 
 OUTCOMES = ("ok", "duplicate", "not_found", "not_image", "too_large", "corrupt", "timeout", "error")
@@ -160,7 +160,7 @@ def download_one(session: requests.Session, item: Item, store: Store, config: Do
         store.record(result, None)
         return result
     atomic.write_bytes(store.files / name, data)
-    result = Result(item.id, item.url, "ok", file=name, sha256=hashlib.sha256(data).hexdigest())
+    result = Result(item.id, item.url, "ok", file=name, sha256=sha256_bytes(data))
     store.record(result, len(data))
     return result
 

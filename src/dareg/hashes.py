@@ -26,6 +26,11 @@ def sha256_file(path: str | os.PathLike) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
+def sha256_bytes(data: bytes) -> str:
+    """The same hex digest for bytes already in memory (a downloaded or shard-read image)."""
+    return hashlib.sha256(data).hexdigest()
+
+
 def write_sums(folder: Path, name: str = SUMS) -> Path:
     """Hash every file under `folder` (but the list itself) into folder/name, sorted by path;
     threads hash in parallel (hashlib releases the GIL on whole files)."""

@@ -56,10 +56,11 @@ def predict_files(ckpt: dict, paths: list[Path], batch_size: int = 64, device: s
     """Predictions in label units for `paths`: columns image, predicted, unit."""
     model, scaling = checkpoint.restore_model(ckpt), ckpt["scaling"]
     dev, outputs = pick_device(device), []
+    precision = ckpt.get("train", {}).get("precision", "bf16")  # as it was trained (CUDA only)
     with tqdm(total=len(paths), desc="predict", unit="img", disable=not progress) as bar:
         for i in range(0, len(paths), batch_size):
             batch = np.stack([read_image(p, ckpt["image_size"]) for p in paths[i:i + batch_size]])
-            outputs.append(predict(model, batch, dev))
+            outputs.append(predict(model, batch, dev, precision=precision))
             bar.update(len(batch))
     labels = unscale(np.concatenate(outputs), scaling["target"]) * scaling["per_label"]
     return pd.DataFrame({"image": [str(p) for p in paths], "predicted": labels.round(4),

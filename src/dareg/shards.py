@@ -21,7 +21,6 @@ name only when complete (written as .<name>.tmp, then renamed).
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import shutil
@@ -31,6 +30,7 @@ from pathlib import Path, PurePosixPath
 import pandas as pd
 
 from dareg.errors import DataError
+from dareg.hashes import sha256_bytes
 from dareg.io import atomic_path
 
 # 256 MiB a shard: the real Wikipedia crops (about 800 MB) make 4 shards, Reddit and Flickr a few
@@ -53,9 +53,10 @@ def safe_member_name(name: str, where: str) -> str:
 
 
 class ShardWriter:
-    """Fill folder/shards (emptied first): add members one by one; shards of at most `max_bytes` (a member larger than that gets a
-    shard of its own) appear as they fill; `close` writes the index. Use as a context manager:
-    on an error nothing that looks complete is left (no index, no half shard)."""
+    """Fill folder/shards (emptied first): add members one by one; shards of at most `max_bytes`
+    (a member larger than that gets a shard of its own) appear as they fill; `close` writes the
+    index. Use as a context manager: on an error nothing that looks complete is left (no index,
+    no half shard)."""
 
     def __init__(self, folder: Path, prefix: str, max_bytes: int = SHARD_BYTES):
         self.root, self.prefix, self.max_bytes = Path(folder), prefix, max_bytes
@@ -88,7 +89,7 @@ class ShardWriter:
         self.tar.addfile(info, io.BytesIO(data))
         offset = self.tar.offset - padded  # where the member's bytes start in the shard
         row = {"member": member, "shard": self._shard_name(), "offset": offset, "size": len(data),
-               "sha256": hashlib.sha256(data).hexdigest()}
+               "sha256": sha256_bytes(data)}
         self.rows.append(row)
         self._members += 1
         return row

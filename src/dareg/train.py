@@ -166,9 +166,10 @@ def infer(model: nn.Module, images: Images, device, batch_size: int = 256,
     return torch.cat(preds).numpy(), torch.cat(feats)
 
 
-def predict(model: nn.Module, images: np.ndarray, device, batch_size: int = 256) -> np.ndarray:
+def predict(model: nn.Module, images: Images, device, batch_size: int = 256,
+            precision: str = "bf16") -> np.ndarray:
     """Predictions in the scaled label range for uint8 images (N, H, W, 3), in eval mode."""
-    return infer(model, images, device, batch_size)[0]
+    return infer(model, images, device, batch_size, precision)[0]
 
 
 def epoch_lrs(cfg: Train, epoch: int) -> tuple[float, float]:

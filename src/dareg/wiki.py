@@ -1,8 +1,8 @@
 """IMDB-WIKI metadata: read `wiki.mat` / `imdb.mat` into a table and apply the standard cleaning.
 
 Everything is vectorized over entries (numpy and pandas column operations, no Python loop per
-entry): string cells are unpacked by np.concatenate, and the image check reads the shards' index
-once (benchmarks/wiki_clean.py times it at IMDb's 460,723 entries).
+entry): string cells are unpacked by np.concatenate, and the image check is one set lookup in
+the shards' index (benchmarks/wiki_clean.py times it at IMDb's 460,723 entries).
 """
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import scipy.io
 
-from dareg import shards
 from dareg.errors import DataError
 from dareg.params import CleanWiki
 
@@ -130,13 +129,7 @@ def ages(dates: np.ndarray, photo_taken: np.ndarray) -> np.ndarray:
     return np.asarray(photo_taken, np.int64) - _years(dates) - (months >= 6)
 
 
-def present_images(paths: pd.Series, image_root: Path) -> np.ndarray:
-    """Mask of `paths` ('/'-separated, as in wiki.mat) that are members of `image_root`'s tar
-    shards, read from the shards' index (no folder walk, no shard opened)."""
-    return paths.isin(set(shards.read_index(image_root)["member"])).to_numpy()
-
-
-def drop_reasons(frame: pd.DataFrame, params: CleanWiki, image_root: Path | None) -> np.ndarray:
+def drop_reasons(frame: pd.DataFrame, params: CleanWiki, images: set[str] | None) -> np.ndarray:
     """The first rule of REASONS each entry fails ("" where it passes all), vectorized."""
     face, second = frame["face_score"].to_numpy(float), frame["second_face_score"].to_numpy(float)
     taken = frame["photo_taken"].to_numpy(float)
@@ -155,29 +148,30 @@ def drop_reasons(frame: pd.DataFrame, params: CleanWiki, image_root: Path | None
         (age < params.age_min) | (age > params.age_max),
     ]
     reasons = np.select(failing, REASONS[:-1], default="").astype(f"<U{max(map(len, REASONS))}")
-    if image_root is not None:  # the last rule: only entries that passed the others are looked up
+    if images is not None:  # the last rule: only entries that passed the others are looked up
         passed = np.flatnonzero(reasons == "")
-        absent = ~present_images(frame["full_path"].iloc[passed], image_root)
+        absent = ~frame["full_path"].iloc[passed].isin(images).to_numpy()
         reasons[passed[absent]] = "missing_image"
     return reasons
 
 
-def clean(frame: pd.DataFrame, params: CleanWiki,
-          image_root: Path | None = None) -> tuple[pd.DataFrame, dict]:
+def clean(frame: pd.DataFrame, params: CleanWiki, images: set[str] | None = None,
+          where: str = "the shards' index") -> tuple[pd.DataFrame, dict]:
     """Apply the standard cleaning; return the kept entries and the counts of kept and dropped.
 
     Rules, tried in the order of REASONS: a face was found; face_score >= min_face_score; no second
     face (when single_face); gender known; photo_taken a year from EARLIEST_BIRTH_YEAR on; a
     possible birth date (year >= EARLIEST_BIRTH_YEAR, not after photo_taken); age_min <= age <=
-    age_max; the image is on disk under `image_root` (skipped when None; missing_images "error"
-    raises instead of dropping). Each dropped entry counts once, under the first rule it fails,
+    age_max; the image is among `images`, the names the raw folder holds (the members of its tar
+    shards, dareg.shards.read_index; skipped when None; missing_images "error" raises instead of
+    dropping, naming `where`). Each dropped entry counts once, under the first rule it fails,
     so kept + dropped = entries.
     """
-    reasons = drop_reasons(frame, params, image_root)
+    reasons = drop_reasons(frame, params, images)
     missing = reasons == "missing_image"
     if params.missing_images == "error" and missing.any():
         first = frame["full_path"].to_numpy()[missing][0]
-        raise DataError(f"{image_root}: {missing.sum()} images missing, e.g. {first!r}; fetch the "
+        raise DataError(f"{where}: {missing.sum()} images missing, e.g. {first!r}; fetch the "
                         "data again, or set clean_wiki.missing_images: drop")
     gender = frame["gender"].map({0.0: "female", 1.0: "male"}).fillna("unknown").to_numpy()
     kept = _kept_table(frame[reasons == ""])
