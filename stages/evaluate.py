@@ -52,8 +52,8 @@ def main() -> None:
     cfg, device = p.evaluate, pick_device(p.train.device)  # the same rule and param as training
     paths = checkpoint.seed_files(args.checkpoints)
     scaling = read_json(args.splits / "scaling.json")
-    test = load_split(args.cache, args.splits, "target_test", scaling["target"])
-    source = load_split(args.cache, args.splits, "source", None)
+    test = load_split(args.cache, args.splits, "target_test", scaling["target"], required=True)
+    source = load_split(args.cache, args.splits, "source", None, required=True)
     runs = [run_seed(path, test, source, cfg, device) for path in paths]
     checkpoint.same_origin(runs, paths, scaling, args.splits / "scaling.json")
     per_label, unit = scaling["per_label"], scaling["unit"]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -22,11 +21,11 @@ log = logging.getLogger("fetch_wiki")
 
 
 def fetch_demo(cfg: params.Wiki, out: Path) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        served = Path(tmp) / "served"
+    with fetch.scratch(out) as tmp:  # beside --out, so a killed run's leftovers are found
+        served = tmp / "served"
         write_wiki_tar(served / "wiki_crop.tar", cfg.demo_entries, cfg.demo_seed)
         with serve_folder(served) as base_url:
-            tar_path = fetch.download(f"{base_url}/wiki_crop.tar", Path(tmp) / "wiki_crop.tar")
+            tar_path = fetch.download(f"{base_url}/wiki_crop.tar", tmp / "wiki_crop.tar")
         fetch.pack_tar(tar_path, out)
 
 
@@ -55,6 +54,8 @@ def main() -> None:
                         help="where url downloads are kept and resumed (not a DVC output)")
     args = parser.parse_args()
     cfg = params.load().wiki
+    for stale in fetch.remove_stale_temporaries(args.out):
+        log.info("removed %s, left by a killed run", stale)
     if cfg.source == "demo":
         fetch_demo(cfg, args.out)
     elif cfg.source == "url":

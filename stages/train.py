@@ -49,7 +49,8 @@ def main() -> None:
     if args.regime not in p.regimes:
         raise ParamsError(f"regimes.{args.regime}: not defined; known: {sorted(p.regimes)}")
     scaling = read_json(args.splits / "scaling.json")
-    splits = {name: load_split(args.cache, args.splits, name, scaling[domain])
+    splits = {name: load_split(args.cache, args.splits, name, scaling[domain],
+                               required=name != "target_unlabeled")
               for name, domain in SPLIT_DOMAINS}
     val = splits["target_val"]
     val_truth = unscale(val.labels, scaling["target"]) * scaling["per_label"]

@@ -1,4 +1,5 @@
-"""Downloading (resume, checksum, proxies ignored on loopback) and safe extraction of wiki_crop."""
+"""Downloading (resume, checksum, proxies ignored on loopback), safe extraction of wiki_crop, and
+the scratch folders a killed run leaves."""
 import hashlib
 import io
 import os
@@ -10,7 +11,8 @@ import requests
 from dareg.demo.files import serve_folder
 from dareg.errors import DataError
 from dareg import shards
-from dareg.fetch import check_wiki_folder, download, pack_folder, pack_tar
+from dareg.fetch import (check_wiki_folder, download, pack_folder, pack_tar,
+                         remove_stale_temporaries, scratch)
 from dareg.loopback import QuietHandler, serve
 
 DATA = bytes(range(256)) * 400  # 100 kB
@@ -132,18 +134,37 @@ def test_pack_strips_the_top_folder_and_keeps_the_names(tmp_path):
     assert sorted(os.listdir(dest)) == ["shards", "wiki.mat"]  # no extracted image
 
 
-@pytest.mark.parametrize("member", [
-    _file("/etc/evil"),
-    _file("wiki_crop/../evil"),
-    _link("wiki_crop/17/a.jpg", "../../../evil"),
-    _link("wiki_crop/17/a.jpg", "/etc/passwd"),
-    _link("wiki_crop/17/a.jpg", "wiki_crop/../../evil", tarfile.LNKTYPE),
-], ids=["absolute", "dotdot", "symlink-outside", "symlink-absolute", "hardlink-outside"])
-def test_pack_refuses_members_leaving_the_target(tmp_path, member):
-    """Unsafe members are refused by name, and no output folder appears."""
+def _special(name, kind):
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    return info, None
+
+
+@pytest.mark.parametrize("member, why", [
+    (_file("/etc/evil"), "is not under wiki_crop/"),
+    (_file("/wiki_crop/17/a.jpg"), "is not under wiki_crop/"),
+    (_file("wiki_crop/../evil"), "points outside the target folder"),
+    (_file("wiki_crop/17/../18/a.jpg"), "is not a plain relative path"),
+    (_link("wiki_crop/17/a.jpg", "../../../evil"), "links to '../../../evil', outside the target"),
+    (_link("wiki_crop/17/a.jpg", "../../x.jpg"), "links to '../../x.jpg', outside the target"),
+    (_link("wiki_crop/17/a.jpg", "/etc/passwd"), "links to '/etc/passwd', outside the target"),
+    (_link("wiki_crop/17/a.jpg", "wiki_crop/../../evil", tarfile.LNKTYPE), "outside the target"),
+    (_link("wiki_crop/17/a.jpg", "other/x.jpg", tarfile.LNKTYPE), "outside wiki_crop/"),
+    (_special("wiki_crop/17/a.jpg", tarfile.CHRTYPE), "is a device or a fifo"),
+    (_special("wiki_crop/17/a.jpg", tarfile.BLKTYPE), "is a device or a fifo"),
+    (_special("wiki_crop/17/a.jpg", tarfile.FIFOTYPE), "is a device or a fifo"),
+], ids=["absolute", "absolute-top", "dotdot", "dotdot-inside", "symlink-outside",
+        "symlink-above-top", "symlink-absolute", "hardlink-outside", "hardlink-above-top",
+        "char-device", "block-device", "fifo"])
+def test_pack_refuses_members_leaving_the_target(tmp_path, member, why):
+    """Unsafe members (tarfile's data filter, after the top folder is stripped) are refused in
+    one line naming the tarball and the member, and no output folder appears."""
     tar_path = _tar(tmp_path / "t.tar", [_file("wiki_crop/wiki.mat"), member])
-    with pytest.raises(DataError, match=f"member {member[0].name!r}"):
+    with pytest.raises(DataError) as refused:
         pack_tar(tar_path, tmp_path / "raw")
+    message = str(refused.value)
+    assert message.startswith(f"{tar_path}: member") and "\n" not in message
+    assert why in message and member[0].name.removeprefix("wiki_crop/") in message, message
     assert sorted(os.listdir(tmp_path)) == ["t.tar"]
 
 
@@ -186,3 +207,24 @@ def test_check_wiki_folder_names_what_it_found(tmp_path):
     (tmp_path / "other.txt").write_text("x")
     with pytest.raises(DataError, match=r"no wiki.mat at the top \(found \['other.txt'\]\)"):
         check_wiki_folder(tmp_path)
+
+
+def test_stale_scratch_is_removed_and_nothing_else(tmp_path):
+    """Only what scratch(raw/wiki) names is removed: its folders (shards inside), a stray file of
+    that name, a link of that name (not its target); other stages' scratch, look-alikes and the
+    output stay."""
+    with scratch(tmp_path / "wiki") as live:
+        name = live.name
+    stale = tmp_path / name
+    (stale / "shards").mkdir(parents=True)
+    (stale / "shards" / ".wiki-000000.tar.tmp").write_bytes(b"half")
+    (tmp_path / ".wiki.0123abcd.tmp").write_bytes(b"x")
+    (tmp_path / "target").mkdir()
+    (tmp_path / ".wiki.link_abc.tmp").symlink_to(tmp_path / "target")
+    kept = ["wiki", ".wiki.tmp", ".wiki.abc.tmp", ".wikipedia.abcdefgh.tmp", ".reddit.abcdefgh.tmp"]
+    for other in kept:
+        (tmp_path / other).mkdir()
+    removed = remove_stale_temporaries(tmp_path / "wiki")
+    assert sorted(p.name for p in removed) == sorted([name, ".wiki.0123abcd.tmp", ".wiki.link_abc.tmp"])
+    assert sorted(os.listdir(tmp_path)) == sorted(kept + ["target"])
+    assert remove_stale_temporaries(tmp_path / "missing" / "wiki") == []

@@ -1,10 +1,14 @@
-"""fetch_wiki with `wiki.source: path`: a wiki_crop folder or a tarball, packed into tar shards."""
+"""fetch_wiki with `wiki.source: path`: a wiki_crop folder or a tarball, packed into tar shards;
+a killed run's scratch folder removed by the next."""
 import hashlib
 import os
 import re
 import runpy
+import signal
+import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -29,11 +33,16 @@ def _files(folder: Path) -> dict[str, Path]:
     return {str(p.relative_to(folder)): p for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def fetch_stage(tmp_path, monkeypatch, capsys, path: str) -> tuple[int, str]:
-    """Run stages/fetch_wiki.py in `tmp_path` with wiki.source: path; (exit code, stderr)."""
+def write_params(folder: Path, path: str) -> None:
+    """folder/params.yaml: the repository's, with wiki.source: path and wiki.path `path`."""
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["wiki"].update(source="path", path=path)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    (folder / "params.yaml").write_text(yaml.safe_dump(raw))
+
+
+def fetch_stage(tmp_path, monkeypatch, capsys, path: str) -> tuple[int, str]:
+    """Run stages/fetch_wiki.py in `tmp_path` with wiki.source: path; (exit code, stderr)."""
+    write_params(tmp_path, path)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["fetch_wiki.py", "--out", "data/raw/wiki"])
     try:
@@ -106,3 +115,56 @@ def test_a_bad_path_stops_the_stage_with_one_line(tmp_path, monkeypatch, capsys,
     assert code == 2 and err.count("\n") == 1 and err.startswith("error: ")
     assert re.search(message, err), err
     assert not (tmp_path / "data").exists()
+
+
+SLOW_STAGE = """
+import runpy, sys, time
+from dareg import shards
+add = shards.ShardWriter.add
+shards.ShardWriter.add = lambda self, *member: (time.sleep(0.05), add(self, *member))[1]
+sys.argv = ["fetch_wiki.py", "--out", "data/raw/wiki"]
+runpy.run_path({stage!r}, run_name="__main__")
+"""
+
+
+def _half_written_shard(raw: Path, process: subprocess.Popen, timeout: float = 60.0) -> Path:
+    """The scratch folder of a running fetch_wiki, once its first shard holds some members."""
+    deadline = time.monotonic() + timeout
+    while True:
+        shard = next(raw.glob(".wiki.*.tmp/shards/.wiki-000000.tar.tmp"), None)
+        if shard is not None and shard.stat().st_size > 10 * 512:
+            return shard.parents[1]
+        assert process.poll() is None and time.monotonic() < deadline, "packing never got there"
+        time.sleep(0.02)
+
+
+def test_a_killed_fetch_leaves_scratch_that_the_next_run_removes(tmp_path, monkeypatch, capsys):
+    """SIGKILL in the middle of packing leaves data/raw/.wiki.<random>.tmp with a half-written
+    shard and no data/raw/wiki; the next run removes it (and nothing else beside the output)
+    and fills data/raw/wiki completely."""
+    tar_path = tmp_path / "wiki_crop.tar"
+    write_wiki_tar(tar_path, 60, seed=2)
+    write_params(tmp_path, str(tar_path))
+    process = subprocess.Popen([sys.executable, "-c",
+                                SLOW_STAGE.format(stage=str(ROOT / "stages" / "fetch_wiki.py"))],
+                               cwd=tmp_path, stderr=subprocess.DEVNULL)
+    try:
+        scratch = _half_written_shard(tmp_path / "data" / "raw", process)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+    assert process.returncode == -signal.SIGKILL
+    assert (scratch / "shards" / ".wiki-000000.tar.tmp").is_file()
+    assert not (tmp_path / "data" / "raw" / "wiki").exists()
+    others = [tmp_path / "data" / "raw" / name for name in (".reddit.abcdefgh.tmp", ".wikix.tmp")]
+    for other in others:
+        other.mkdir()
+    code, err = fetch_stage(tmp_path, monkeypatch, capsys, str(tar_path))
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "data" / "raw").iterdir()) == [
+        ".reddit.abcdefgh.tmp", ".wikix.tmp", "wiki"]
+    out = tmp_path / "data" / "raw" / "wiki"
+    with tarfile.open(tar_path) as tar:
+        given = {m.name.removeprefix("wiki_crop/"): tar.extractfile(m).read() for m in tar if m.isfile()}
+    assert unpacked(out) == given
+    assert hashes.read_sums(out) == {name: hashes.sha256_file(out / name) for name in hashes.read_sums(out)}

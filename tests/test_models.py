@@ -10,6 +10,7 @@ import torchvision
 from dareg import checkpoint, heads, params, train
 from dareg.data import Split
 from dareg.errors import DataError
+from dareg.hashes import sha256_file
 from dareg.models import INPUT_NORMS, build_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,12 +88,46 @@ def test_torchvision_backbones_normalize_as_imagenet_and_give_features(model_par
     assert model.input_mean.flatten().tolist() == pytest.approx(INPUT_NORMS["imagenet"]["mean"])
 
 
-def test_imagenet_weights_come_from_the_local_file(model_params, tmp_path):
+def test_imagenet_weights_come_from_the_local_file_its_sha256_a_param(model_params, tmp_path):
+    """A file of one's own needs model.weights_sha256 (so a new file is a params change and
+    DVC retrains); the error prints the digest to set, and a different file is refused."""
     weights = torchvision.models.resnet18(weights=None).state_dict()
     path = tmp_path / "resnet18.pth"
     torch.save(weights, path)
-    model = build_model(replace(model_params, backbone="resnet18", weights=str(path)), 64)
+    cfg = replace(model_params, backbone="resnet18", weights=str(path))
+    digest = sha256_file(path)
+    with pytest.raises(DataError, match=f"resnet18.pth: set model.weights_sha256: {digest}"):
+        build_model(cfg, 64)
+    model = build_model(replace(cfg, weights_sha256=digest), 64)
     assert torch.equal(model.backbone.conv1.weight, weights["conv1.weight"])
+    assert build_model(replace(cfg, weights_sha256=digest[:8].upper()), 64)  # a prefix will do
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)  # another file
+    with pytest.raises(DataError, match=f"sha256 {sha256_file(path)} does not start with {digest}"):
+        build_model(replace(cfg, weights_sha256=digest), 64)
+
+
+def test_torchvisions_own_file_is_checked_against_the_prefix_in_its_name(model_params, tmp_path):
+    path = tmp_path / "resnet18-f37072fd.pth"  # torchvision's name: its sha256 starts f37072fd
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
+    with pytest.raises(DataError, match=r"does not start with f37072fd \(torchvision's\)"):
+        build_model(replace(model_params, backbone="resnet18", weights=str(path)), 64)
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"<html>502 Bad Gateway</html>", "torch.load cannot read it"),  # an error page as .pth
+    (None, "missing key 'features.0.weight'"),                         # another network's weights
+])
+def test_a_file_that_is_not_the_weights_is_one_line_naming_it(model_params, tmp_path, content,
+                                                              reason):
+    path = tmp_path / "weights.pth"
+    if content is None:
+        torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
+    else:
+        path.write_bytes(content)
+    cfg = replace(model_params, backbone="vgg16", weights=str(path), weights_sha256=sha256_file(path))
+    with pytest.raises(DataError, match=f"weights.pth: not vgg16's ImageNet weights .*{reason}") as err:
+        build_model(cfg, 64)
+    assert "\n" not in str(err.value) and "vgg16-397923af.pth again" in str(err.value)
 
 
 def test_missing_imagenet_weights_name_the_file_and_the_fix(model_params, tmp_path):

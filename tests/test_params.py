@@ -180,3 +180,74 @@ def test_profile_with_a_misspelled_key_fails(tmp_path):
     overlay.write_text("train:\n  epoch: 3\n")
     with pytest.raises(ParamsError, match="'train.epoch' is not in params.yaml"):
         profile.apply(ROOT / "params.yaml", overlay, tmp_path / "out.yaml")
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("train.epochs", 0, r"train.epochs: 0 is out of range; use an integer >= 1"),
+    ("train.steps_per_epoch", -5, r"train.steps_per_epoch: -5 is out of range; use an integer >= 1"),
+    ("train.lr", 0.0, r"train.lr: 0.0 is out of range; use a number > 0"),
+    ("train.lr", float("nan"), r"train.lr: nan is not a finite number"),
+    ("train.momentum", 1.0, r"train.momentum: 1.0 is out of range; use a number in \[0, 1\)"),
+    ("train.processes", 0, r"train.processes: 0 is out of range"),
+    ("train.repeats", 0, r"train.repeats: 0 is out of range; use an integer >= 1"),
+    ("model.dropout", 1.0, r"model.dropout: 1.0 is out of range; use a number in \[0, 1\)"),
+    ("model.bins", 1, r"model.bins: 1 is out of range; use an integer >= 2"),
+    ("model.width", 0.0, r"model.width: 0.0 is out of range; use a number > 0"),
+    ("split.val_fraction", 0.0, r"split.val_fraction: 0.0 is out of range; use a number in \(0, 1\)"),
+    ("split.val_fraction", 1.0, r"split.val_fraction: 1.0 is out of range"),
+    ("split.age.target_test", 0, r"split.age.target_test: 0 is out of range; use an integer >= 1"),
+    ("split.popularity.source", -1, r"split.popularity.source: -1 is out of range"),
+    ("split.age.target_labeled", 1, r"split.age.target_labeled: 1 is out of range; use an integer >= 2"),
+    ("download.workers", 0, r"download.workers: 0 is out of range"),
+    ("download.read_timeout", -1.0, r"download.read_timeout: -1.0 is out of range; use a number > 0"),
+    ("cache.image_size", 0, r"cache.image_size: 0 is out of range; use an integer >= 8"),
+    ("losses.daregram_threshold", 0.0, r"losses.daregram_threshold: 0.0 is out of range; use a number in \(0, 1\]"),
+    ("losses.dann_hidden", 0, r"losses.dann_hidden: 0 is out of range"),
+    ("evaluate.bootstrap_samples", 10, r"evaluate.bootstrap_samples: 10 is out of range; use an integer >= 100"),
+    ("labels.age.divisor", 0, r"labels.age.divisor: 0.0 is out of range; use a number > 0"),
+    ("clean_wiki.age_min", 120, r"clean_wiki: age_min 120 is above age_max 100"),
+    ("regimes.da.weights.mmd", -0.5, r"regimes.da: weights.mmd: -0.5 is negative"),
+    ("regimes.da.weights.mmd", float("inf"), r"regimes.da.weights.mmd: inf is not a finite number"),
+    ("regimes.da.losses", {"rsd_tradeoff": -1.0}, r"regimes.da.losses.rsd_tradeoff: -1.0 is out of range"),
+])
+def test_a_value_out_of_range_is_refused_at_load_naming_the_key_and_the_range(key, value, message):
+    data = raw()
+    *parents, last = key.split(".")
+    node = data
+    for name in parents:
+        node = node[name]
+    node[last] = value
+    with pytest.raises(ParamsError, match=message):
+        params.parse(data)
+
+
+def test_a_validation_split_that_would_be_empty_is_refused_at_load():
+    data = raw()
+    data["split"]["age"]["target_labeled"] = 2
+    data["split"]["val_fraction"] = 0.1  # round(0.2) = 0 validation images
+    with pytest.raises(ParamsError, match="split: val_fraction 0.1 of age.target_labeled 2 gives 0 "
+                                          "validation and 2 training images"):
+        params.parse(data)
+    data["split"]["val_fraction"] = 0.9  # round(1.8) = 2: nothing left to train on
+    with pytest.raises(ParamsError, match="gives 2 validation and 0 training images"):
+        params.parse(data)
+
+
+def test_a_listed_regime_that_draws_unlabeled_images_needs_some():
+    data = raw()
+    data["split"]["popularity"]["target_unlabeled"] = 0
+    with pytest.raises(ParamsError, match="split.popularity.target_unlabeled is 0 but regime da "
+                                          r"\(in run.regimes\) draws target_unlabeled images"):
+        params.parse(data)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("train:\n  epochs: 3\n   lr: 1\n", r"not valid YAML at line 3, column 6 \(mapping values"),
+    ("train: [epochs: 3\n", r"not valid YAML at line 2"),
+    ("- just\n- a list\n", r"expected a mapping of sections \(wiki, reddit, ...\), got list"),
+])
+def test_a_malformed_params_file_is_one_line_naming_where(tmp_path, text, message):
+    (tmp_path / "params.yaml").write_text(text)
+    with pytest.raises(ParamsError, match=message) as err:
+        params.load(tmp_path / "params.yaml")
+    assert "\n" not in str(err.value) and "git checkout params.yaml" in str(err.value)

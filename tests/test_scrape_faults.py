@@ -59,7 +59,8 @@ def test_flickr_scrape_retries_api_errors_and_survives_every_planned_fault(tmp_p
     good = [p for p in demo.items if p["url_path"] in demo.files][-len(faults.IMAGE_FAULTS):]
     plan = plan_for([p["url_path"] for p in good], api=["500", "429"])
     with flickr_api.flickr_server(demo, "key", "secret", faults=plan) as base_url:
-        client = flickr.connect("key", "secret", f"{base_url}/services/rest/", make_session(2), 5.0)
+        client = flickr.connect("key", "secret", f"{base_url}/services/rest/", make_session(2), 5.0,
+                                CONFIG.retries, CONFIG.backoff)
         search = flickr.Search(WINDOW[0], WINDOW[1], "", "", "", 1, "n", 100, 1000)
         photos, metrics = flickr.scrape(client, search, tmp_path, CONFIG, 1000, tmp_path / "store")
     planned_ids = {p["id"]: plan.images[p["url_path"]] for p in good}
@@ -71,12 +72,37 @@ def test_flickr_api_errors_beyond_the_retries_stop_with_a_clear_error(tmp_path):
     demo = social.flickr_demo(20, 6, WINDOW)
     plan = faults.FaultPlan(api=["503", "503", "503"])
     with flickr_api.flickr_server(demo, "key", "secret", faults=plan) as base_url:
-        client = flickr.connect("key", "secret", f"{base_url}/services/rest/", make_session(2), 5.0)
+        client = flickr.connect("key", "secret", f"{base_url}/services/rest/", make_session(2), 5.0,
+                                retries=2, backoff=0.01)
         search = flickr.Search(WINDOW[0], WINDOW[1], "", "", "", 1, "n", 100, 1000)
         start = time.monotonic()
         with pytest.raises(DataError, match="Status code 503.*flickr.rest_url"):
             flickr.collect(client, search, flickr.Pacer(1000, retries=2, backoff=0.01))
     assert plan.api == [] and time.monotonic() - start < 2
+
+
+def test_flickr_429_waits_retry_after_and_the_search_goes_on():
+    """flickrapi posts through our session, whose urllib3 Retry waits out a 429's Retry-After
+    (1 s) and asks again (the Pacer retries nothing here); every photo is found. More 429s in a
+    row than the retries stop with the status named."""
+    demo = social.flickr_demo(40, 6, WINDOW)
+    search = flickr.Search(WINDOW[0], WINDOW[1], "", "", "", 1, "n", 10, 1000)
+    plan = faults.FaultPlan()
+    with flickr_api.flickr_server(demo, "key", "secret", faults=plan) as base_url:
+        client = flickr.connect("key", "secret", f"{base_url}/services/rest/", make_session(2), 5.0,
+                                retries=1, backoff=0.01)
+        pages = flickr.window_photos(client, search, search.min_upload, search.max_upload,
+                                     flickr.Pacer(1000))
+        first = [next(pages)["id"] for _ in range(10)]  # page 1 is in; the 429 hits page 2
+        plan.api.append("429")
+        start = time.monotonic()
+        found = first + [photo["id"] for photo in pages]
+        assert time.monotonic() - start >= 1.0 and plan.api == []
+        assert sorted(found) == sorted(photo["id"] for photo in demo.items)
+        plan.api.extend(["429", "429"])
+        with pytest.raises(DataError, match="Status code 429 received"):
+            flickr.collect(client, search, flickr.Pacer(1000))
+    assert plan.api == []
 
 
 @pytest.mark.parametrize("ids", [False, True])

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from dareg import flickr, shards
+from dareg import download, flickr, shards
 from dareg.demo import flickr_api, social
 from dareg.download import make_session
 from dareg.errors import DataError
@@ -118,6 +118,23 @@ def test_connect_keeps_flickrapi_off_its_shared_session():
     assert flickr_client.flickr_oauth.session is session
     assert flickrapi.auth.OAuthFlickrInterface.session is not session
     assert flickr_client.REST_URL == "http://127.0.0.1:9/services/rest/"
+
+
+def test_connect_mounts_retries_for_the_rest_host_only():
+    """Calls to the REST host get urllib3's Retry (429 and 5xx, Retry-After honoured, POST
+    included); other hosts keep the session's own adapter."""
+    session = make_session(1)
+    flickr.connect(KEY, SECRET, "http://127.0.0.1:9/services/rest/", session, 1.0, retries=3, backoff=0.5)
+    retry = session.get_adapter("http://127.0.0.1:9/services/rest/").max_retries
+    assert retry.total == 3 and retry.respect_retry_after_header and "POST" in retry.allowed_methods
+    assert set(retry.status_forcelist) == {429, 500, 502, 503, 504}
+    assert session.get_adapter("http://127.0.0.2:9/x").max_retries.total == 0
+
+
+def test_retry_after_is_waited_up_to_the_downloaders_cap():
+    retry = flickr.api_retry(3, 0.5)
+    assert retry.parse_retry_after("5") == 5
+    assert retry.new(total=1).parse_retry_after("86400") == download.MAX_RETRY_AFTER_S  # kept per attempt
 
 
 def test_parse_date_accepts_flickr_formats_and_names_the_key():

@@ -66,8 +66,10 @@ def test_a_group_is_never_split_even_when_cut():
     """A group cut at a split's boundary leaves its remaining rows out rather than sharing them."""
     data = table(n_source=10, n_target=40, per_group=7)
     sizes = SplitSizes(source=5, target_labeled=10, target_unlabeled=5, target_test=10, scale="none")
-    parts = splits.split(data, sizes, 0.0, 3, "age")
-    groups = [set(parts[k]["group"]) for k in ("target_train", "target_unlabeled", "target_test")]
-    assert not (groups[0] & groups[1] or groups[0] & groups[2] or groups[1] & groups[2])
-    assert np.array_equal(sorted(len(parts[k]) for k in ("target_train", "target_unlabeled", "target_test")),
-                          [5, 10, 10])
+    parts = splits.split(data, sizes, 0.2, 3, "age")
+    names = ("target_train", "target_val", "target_unlabeled", "target_test")
+    groups = [set(parts[k]["group"]) for k in names]
+    assert all(not (groups[i] & groups[j]) for i in range(4) for j in range(i + 1, 4))
+    # target_labeled's 10 rows: 7 of one person and 3 of the next; validation takes 2 of the
+    # first (cut: its other 5 are left out), training the other person's 3
+    assert [len(parts[k]) for k in names] == [3, 2, 5, 10]

@@ -186,6 +186,30 @@ def test_a_loss_that_stops_being_finite_stops_training_naming_the_term(p, monkey
         run(p, p.regimes["da"], splits())
 
 
+def test_a_run_that_diverges_keeps_its_last_good_resume_state(p, monkeypatch, tmp_path):
+    """MMD turns NaN in epoch 2: training stops naming the epoch and the term, and the resume
+    file still holds epoch 1, which a rerun (with the term fixed) picks up and finishes."""
+    calls, real = [], losses.TERMS["mmd"]
+    nan_after = p.train.steps_per_epoch  # epoch 1's steps are fine, epoch 2's first is not
+
+    def flaky(*args):
+        calls.append(1)
+        return torch.tensor(float("nan")) if len(calls) > nan_after else real.fn(*args)
+
+    monkeypatch.setitem(losses.TERMS, "mmd", losses.Term(flaky))
+    state, data = tmp_path / "state.pt", splits()
+    fit = lambda: train.fit(build_model(p.model, SIZE, seed=0), data, p.regimes["da"], p.train,
+                            p.losses, validate=lambda m: 1.0, log=lambda e, v: None, resume=state)
+    with pytest.raises(train.TrainingError, match="epoch 2/2, step 1: loss term mmd is nan"):
+        fit()
+    kept = torch.load(state, weights_only=True)
+    assert kept["epoch"] == 1 and len(kept["history"]) == 1
+    assert all(torch.isfinite(t).all() for t in kept["model_state"].values() if t.is_floating_point())
+    monkeypatch.setitem(losses.TERMS, "mmd", real)
+    best = fit()
+    assert len(best["history"]) == 2 and best["history"][0] == kept["history"][0]
+
+
 def test_adabn_normalizes_each_domain_with_its_own_statistics(p):
     """With per-domain groups, the target half's outputs do not depend on the source images in
     the batch; pooled in one BatchNorm batch, they do."""

@@ -33,16 +33,28 @@ def unscale(scaled: np.ndarray, scaling: dict) -> np.ndarray:
     return scaled * scaling["scale"] + scaling["offset"]
 
 
-def load_split(cache_dir: Path, splits_dir: Path, name: str, scaling: dict | None) -> Split:
-    """Images from `cache_dir/name.npy`, labels from `splits_dir/name.csv` scaled by `scaling`."""
+def load_split(cache_dir: Path, splits_dir: Path, name: str, scaling: dict | None,
+               required: bool = False) -> Split:
+    """Images from `cache_dir/name.npy`, labels from `splits_dir/name.csv` scaled by `scaling`.
+    Labels must be finite; a `required` split must have rows (a DataError naming the file)."""
     images = np.load(cache_dir / f"{name}.npy", mmap_mode="r")
-    table = pd.read_csv(splits_dir / f"{name}.csv")
+    csv = splits_dir / f"{name}.csv"
+    table = pd.read_csv(csv)
     if len(table) != len(images):
-        raise DataError(f"{cache_dir / name}.npy holds {len(images)} images but {splits_dir / name}"
-                        f".csv lists {len(table)}; rerun the cache stage (dvc repro)")
+        raise DataError(f"{cache_dir / name}.npy holds {len(images)} images but {csv} lists "
+                        f"{len(table)}; rerun the cache stage (dvc repro)")
+    if required and not len(table):
+        raise DataError(f"{csv}: the {name} split is empty; raise its count under split.<task> "
+                        f"in params.yaml (and split.val_fraction for target_val), then dvc repro")
     labels = None
-    if scaling is not None and "label" in table.columns:
-        labels = scale_labels(table["label"].to_numpy(dtype=float), scaling)
+    if "label" in table.columns:
+        raw = table["label"].to_numpy(dtype=float)
+        bad = np.flatnonzero(~np.isfinite(raw))
+        if len(bad):
+            raise DataError(f"{csv}: line {bad[0] + 2} has label {raw[bad[0]]} ({len(bad)} rows "
+                            f"not finite); fix the raw table and rerun the labels stage (dvc repro)")
+        if scaling is not None:
+            labels = scale_labels(raw, scaling)
     return Split(images, labels)
 
 

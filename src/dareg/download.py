@@ -17,22 +17,23 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import fields, replace
+from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from typing import Callable
 from urllib.parse import urlsplit
 
 import requests
 from PIL import Image, UnidentifiedImageError
 from requests.adapters import HTTPAdapter
-from tqdm import tqdm
 from urllib3.exceptions import ReadTimeoutError
 
 from dareg import io as atomic
-from dareg import shards
+from dareg import progress, shards
 from dareg.download_store import Item, Result, Store
 from dareg.errors import DataError
 from dareg.hashes import sha256_bytes
-from dareg.params import Download
+from dareg.params import Download, ParamsError
 
 OUTCOMES = ("ok", "duplicate", "not_found", "not_image", "too_large", "corrupt", "timeout", "error")
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -192,7 +193,7 @@ def fetch_missing(items: list[Item], store: Store, config: Download, session: re
     todo = [item for key, item in first.items() if key not in by_id]
     slots = {host: threading.Semaphore(config.per_host) for host in {urlsplit(i.url).netloc for i in todo}}
     with ThreadPoolExecutor(max_workers=config.workers) as pool, \
-            tqdm(total=len(todo), desc=desc, unit="img", mininterval=1.0) as bar:
+            progress.bar(total=len(todo), desc=desc, unit="img", mininterval=1.0) as bar:
         futures = [pool.submit(download_one, session, item, store, config,
                                slots[urlsplit(item.url).netloc]) for item in todo]
         for future in as_completed(futures):
@@ -236,9 +237,23 @@ def count_outcomes(results: list[Result]) -> dict[str, int]:
     return counts
 
 
-def utc_now_iso() -> str:
-    """The current time as ISO 8601 UTC to the second, e.g. 2026-11-23T11:00:00Z."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+def utc_iso(seconds: float) -> str:
+    """Unix seconds as ISO 8601 UTC to the second, e.g. 2026-11-23T11:00:00Z (scraped_at)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+def scrape_clock(source: str, demo_now: str, key: str) -> Callable[[], float]:
+    """The clock a scrape reads "now" from: the real one for source `api`; for the demo,
+    `demo_now` (ISO 8601 UTC, params key `key`), fixed, so that two demo runs write the same
+    tables. `demo_now` is checked either way."""
+    try:
+        fixed = datetime.fromisoformat(demo_now)
+    except (TypeError, ValueError):
+        fixed = None
+    if fixed is None or fixed.utcoffset() != timedelta(0):
+        raise ParamsError(f"params.yaml: {key} {demo_now!r} is not an ISO 8601 UTC time; write "
+                          f"it quoted, like \"2015-01-01T00:00:00Z\"")
+    return time.time if source == "api" else lambda: fixed.timestamp()
 
 
 def kept_rows(rows: list[dict], results: list[Result], packed: dict[str, dict]) -> list[dict]:

@@ -1,5 +1,5 @@
 """Getting IMDB-WIKI's raw files: resumable download, and packing the tarball (or a folder) into
-tar shards (dareg.shards) with the member safety checks of a careful extraction.
+tar shards (dareg.shards), each member checked by tarfile's `data` extraction filter (PEP 706).
 
 The only part of the wiki pipeline that touches the network.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import shutil
 import tarfile
 import tempfile
@@ -16,11 +17,10 @@ from typing import Iterator
 from urllib.parse import urlsplit
 
 import requests
-from tqdm import tqdm
 
-from dareg import shards
-from dareg.hashes import sha256_file
+from dareg import progress, shards
 from dareg.errors import DataError
+from dareg.hashes import sha256_file
 
 TIMEOUT = (10.0, 60.0)  # (connect, read) seconds
 TOP_FOLDERS = ("wiki_crop", "imdb_crop")  # the top folder of IMDB-WIKI's tarballs
@@ -89,10 +89,9 @@ def _fetch_to(session: requests.Session, url: str, part: Path, chunk: int) -> No
             raise DataError(f"{url}: asked for bytes from {have}, the server sent "
                             f"{response.headers.get('Content-Range')!r}; delete {part} and retry")
         size = int(response.headers.get("Content-Length", 0)) or None
-        with open(part, "ab" if resumed else "wb") as out, tqdm(
+        with open(part, "ab" if resumed else "wb") as out, progress.bar(
                 total=size and size + (have if resumed else 0), initial=have if resumed else 0,
-                unit="B", unit_scale=True, desc=part.name.removesuffix(".part"),
-                disable=None) as bar:
+                unit="B", unit_scale=True, desc=part.name.removesuffix(".part")) as bar:
             for block in response.iter_content(chunk_size=chunk):
                 out.write(block)
                 bar.update(len(block))
@@ -112,19 +111,53 @@ def _check_sha256(url: str, path: Path, expected: str) -> None:
                         "changed")
 
 
+def _temporary_name(dest: Path) -> re.Pattern:
+    """The names tempfile gives the folders of `scratch(dest)`: .<name>.<8 chars>.tmp."""
+    return re.compile(rf"\.{re.escape(dest.name)}\.[a-z0-9_]{{8}}\.tmp")
+
+
 @contextmanager
-def _replacing(dest: Path) -> Iterator[Path]:
-    """Yield an empty folder beside `dest`; on success it replaces `dest` by a rename."""
+def scratch(dest: Path) -> Iterator[Path]:
+    """Yield an empty folder beside `dest` (.<name>.<8 chars>.tmp), removed afterwards; one that
+    a killed run leaves behind is found by `remove_stale_temporaries(dest)`."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
     try:
         yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def _replacing(dest: Path) -> Iterator[Path]:
+    """Yield an empty scratch folder beside `dest`; on success it replaces `dest` by a rename."""
+    dest = Path(dest)
+    with scratch(dest) as tmp:
+        yield tmp
         if dest.exists():
             shutil.rmtree(dest)
         os.replace(tmp, dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def remove_stale_temporaries(dest: Path) -> list[Path]:
+    """Remove what a killed run filling `dest` left beside it: the folders (and files) named as
+    `scratch(dest)` names them, with the half-written shards inside; returns what it removed.
+
+    Only for a stage's own output, before it starts: DVC runs one stage on an output at a time,
+    so no live run owns these.
+    """
+    dest = Path(dest)
+    if not dest.parent.is_dir():
+        return []
+    pattern = _temporary_name(dest)
+    stale = sorted(p for p in dest.parent.iterdir() if pattern.fullmatch(p.name))
+    for path in stale:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    return stale
 
 
 def _refuse(tar_path: Path, member: str, why: str) -> DataError:
@@ -132,17 +165,9 @@ def _refuse(tar_path: Path, member: str, why: str) -> DataError:
                      "fetch it again from a trusted source")
 
 
-def _relative_parts(name: str, tar_path: Path, member: str) -> tuple[str, ...]:
-    """The parts of `name`, which must be relative and free of `..`."""
-    path = PurePosixPath(name)
-    if path.is_absolute() or ".." in path.parts:
-        raise _refuse(tar_path, member, "points outside the target folder")
-    return path.parts
-
-
 def _top_folder(member: tarfile.TarInfo, tar_path: Path) -> str:
     """The top folder of `member` (one of TOP_FOLDERS), or "" for the archive's root itself."""
-    parts = _relative_parts(member.name, tar_path, member.name)
+    parts = PurePosixPath(member.name).parts
     if parts and parts[0] not in TOP_FOLDERS:
         raise DataError(f"{tar_path}: member {member.name!r} is not under wiki_crop/ (or "
                         "imdb_crop/); expected IMDB-WIKI's layout (wiki_crop/wiki.mat, "
@@ -150,36 +175,40 @@ def _top_folder(member: tarfile.TarInfo, tar_path: Path) -> str:
     return parts[0] if parts else ""
 
 
-def _under_top(parts: tuple[str, ...], strip: str, tar_path: Path, member: str) -> tuple[str, ...]:
-    """`parts` without the top folder `strip`, which they must start with."""
-    if not parts or parts[0] != strip:
-        raise DataError(f"{tar_path}: member {member!r} is not under {strip}/; expected "
-                        f"IMDB-WIKI's layout ({strip}/wiki.mat, {strip}/00/...)")
-    return parts[1:]
-
-
-def _link_target(member: tarfile.TarInfo, parts: tuple[str, ...], strip: str,
-                 tar_path: Path) -> str:
-    """The link target of `member` after stripping; refused if it leaves the target folder."""
-    if member.islnk():  # hard links name their target from the archive's root
-        target = _relative_parts(member.linkname, tar_path, member.name)
-        return str(PurePosixPath(*_under_top(target, strip, tar_path, member.name)))
-    resolved = os.path.normpath(PurePosixPath(*parts).parent / member.linkname)
-    if os.path.isabs(resolved) or resolved.split("/")[0] == "..":
-        raise _refuse(tar_path, member.name, f"links to {member.linkname!r}, outside the target")
-    return member.linkname
-
-
-def _stripped(member: tarfile.TarInfo, strip: str, tar_path: Path) -> tarfile.TarInfo | None:
-    """`member`, checked safe, renamed without the top folder `strip` (None for that folder)."""
-    parts = _relative_parts(member.name, tar_path, member.name)
-    parts = _under_top(parts, strip, tar_path, member.name)
-    if not parts:
+def _strip_top(member: tarfile.TarInfo, top: str, tar_path: Path) -> tarfile.TarInfo | None:
+    """`member` renamed without the top folder `top` (a hard link's target too), as `tar -xf`
+    then `mv wiki_crop/* .` would leave it; None for `top` itself. Names only: the safety
+    checks are the data filter's."""
+    parts = PurePosixPath(member.name).parts
+    if not parts or parts[0] != top:
+        raise DataError(f"{tar_path}: member {member.name!r} is not under {top}/; expected "
+                        f"IMDB-WIKI's layout ({top}/wiki.mat, {top}/00/...)")
+    if len(parts) == 1:
         return None
-    if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
-        raise _refuse(tar_path, member.name, "is a device or a fifo")
-    linkname = _link_target(member, parts, strip, tar_path) if member.linkname else ""
-    return member.replace(name=str(PurePosixPath(*parts)), linkname=linkname, deep=False)
+    linkname = member.linkname
+    if member.islnk():  # hard links name their target from the archive's root
+        target = PurePosixPath(linkname).parts
+        if len(target) < 2 or target[0] != top:
+            raise _refuse(tar_path, member.name, f"links to {linkname!r}, outside {top}/")
+        linkname = str(PurePosixPath(*target[1:]))
+    return member.replace(name=str(PurePosixPath(*parts[1:])), linkname=linkname, deep=False)
+
+
+def _filtered(member: tarfile.TarInfo, top: str, dest: Path, tar_path: Path) -> tarfile.TarInfo | None:
+    """`member` as an extraction into `dest` would take it: the top folder stripped, then
+    tarfile's `data` filter (PEP 706), whose refusals (a name or a link leaving `dest`, an
+    absolute link, a device or a fifo) become a DataError naming the member."""
+    stripped = _strip_top(member, top, tar_path)
+    if stripped is None:
+        return None
+    try:
+        return tarfile.data_filter(stripped, str(dest))
+    except (tarfile.AbsoluteLinkError, tarfile.LinkOutsideDestinationError):
+        raise _refuse(tar_path, member.name, f"links to {member.linkname!r}, outside the target") from None
+    except tarfile.SpecialFileError:
+        raise _refuse(tar_path, member.name, "is a device or a fifo") from None
+    except tarfile.FilterError:  # AbsolutePathError, OutsideDestinationError
+        raise _refuse(tar_path, member.name, "points outside the target folder") from None
 
 
 MAT_FILES = ("wiki.mat", "imdb.mat")  # kept as files beside the shards; everything else is packed
@@ -192,20 +221,22 @@ def pack_tar(tar_path: Path, dest_folder: Path, prefix: str = "wiki",
     folder (one of TOP_FOLDERS, the same for every member), as `tar -xf` would give it; no
     extracted copy of the images is made. Returns `dest_folder`.
 
-    Refuses absolute names, `..` components, links pointing outside the target, devices (a
-    DataError naming the member); a link inside is stored as a copy of its target's bytes. Packs
-    beside `dest_folder` and renames, so a folder that exists is complete.
+    Each member, its top folder stripped, goes through tarfile's `data` filter as if extracted:
+    names outside the top folder (absolute ones too), names or links leaving the target, absolute
+    links, devices and fifos are refused (a DataError naming the member); a link inside is stored
+    as a copy of its target's bytes. Packs beside `dest_folder` and renames, so a folder that
+    exists is complete.
     """
     tar_path = Path(tar_path)
     try:
         with tarfile.open(tar_path) as tar, _replacing(Path(dest_folder)) as tmp, \
                 shards.ShardWriter(tmp, prefix, max_bytes) as writer, \
-                tqdm(total=tar_path.stat().st_size, unit="B", unit_scale=True,
-                     desc=f"pack {tar_path.name}", disable=None, mininterval=1.0) as bar:
-            strip = ""
+                progress.bar(total=tar_path.stat().st_size, unit="B", unit_scale=True,
+                             desc=f"pack {tar_path.name}", mininterval=1.0) as bar:
+            top = ""
             for member in tar:
-                strip = strip or _top_folder(member, tar_path)
-                renamed = _stripped(member, strip, tar_path) if strip else None
+                top = top or _top_folder(member, tar_path)
+                renamed = _filtered(member, top, tmp, tar_path) if top else None
                 bar.update(tar.offset - bar.n)
                 if renamed is None or renamed.isdir():
                     continue
@@ -215,8 +246,8 @@ def pack_tar(tar_path: Path, dest_folder: Path, prefix: str = "wiki",
                 data = source.read()
                 if renamed.name in MAT_FILES:
                     (tmp / renamed.name).write_bytes(data)
-                else:
-                    writer.add(renamed.name, data)
+                else:  # the data filter lets `17/../18/x.jpg` through; a shard member must be plain
+                    writer.add(shards.safe_member_name(renamed.name, str(tar_path)), data)
     except (tarfile.TarError, EOFError, KeyError) as err:
         reason = " ".join(str(err).split())  # tarfile's reasons span several lines
         raise DataError(f"{tar_path}: not a readable tar archive ({reason}); delete it and fetch "
@@ -232,7 +263,7 @@ def pack_folder(src: Path, dest: Path, prefix: str = "wiki",
     src = Path(src)
     files = sorted(p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file())
     with _replacing(Path(dest)) as tmp, shards.ShardWriter(tmp, prefix, max_bytes) as writer:
-        for name in tqdm(files, desc=f"pack {src}", unit="file", disable=None, mininterval=1.0):
+        for name in progress.bar(files, desc=f"pack {src}", unit="file", mininterval=1.0):
             if name in MAT_FILES:
                 shutil.copyfile(src / name, tmp / name)
             elif PurePosixPath(name).parts[0] != shards.FOLDER:

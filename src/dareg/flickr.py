@@ -2,6 +2,8 @@
 
 Flickr answers at most 4,000 results a query (later pages repeat), so the window is halved until
 each slice's total fits; pages are walked by hand (flickrapi's walk() breaks on Python >= 3.9).
+flickrapi posts every call through the requests Session it is given, so urllib3's Retry, mounted
+on that session, asks again after HTTP 429 or 5xx, waiting Retry-After when the answer has one.
 Credentials arrive as arguments and are handed to flickrapi only; nothing here logs or writes them.
 """
 from __future__ import annotations
@@ -14,11 +16,14 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
+from urllib.parse import urlsplit
 
 import flickrapi
 import pandas as pd
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from dareg import download
 from dareg.errors import DataError
@@ -28,8 +33,7 @@ CSV_COLUMNS = ["id", "owner", "views", "date_upload", "scraped_at", "url", "file
 SEARCH_CAP = 4000
 PHOTO_ID = re.compile(r"^\d{1,20}$")
 AUTH_CODES = {"96", "97", "98", "100"}  # bad signature, missing signature, bad login, bad key
-TRANSIENT_CODES = {"105", "106"}
-HTTP_STATUS = re.compile(r"Status code (\d{3}) received")
+TRANSIENT_CODES = {"105", "106"}  # service unavailable, write failed: sent with HTTP 200
 
 
 @dataclass(frozen=True)
@@ -69,18 +73,44 @@ def parse_date(value: str | int, key: str) -> int:
 
 
 def connect(api_key: str, api_secret: str, rest_url: str, session: requests.Session,
-            timeout: float) -> flickrapi.FlickrAPI:
-    """A flickrapi client that signs every call, keeps no token file and uses `session`."""
+            timeout: float, retries: int = 0, backoff: float = 0.0) -> flickrapi.FlickrAPI:
+    """A flickrapi client that signs every call, keeps no token file and uses `session`, on which
+    calls to `rest_url`'s host are retried (`api_retry(retries, backoff)`)."""
     flickr = flickrapi.FlickrAPI(api_key, api_secret, format="parsed-json", store_token=False,
                                  timeout=timeout)
     flickr.REST_URL = rest_url  # a class attribute of FlickrAPI; set per instance
     flickr.flickr_oauth.session = session  # else one class-wide Session that trusts proxy variables
+    host = urlsplit(rest_url)
+    adapter = HTTPAdapter(max_retries=api_retry(retries, backoff))
+    session.mount(f"{host.scheme}://{host.netloc}/", adapter)  # flickrapi's only host here
     return flickr
+
+
+def api_retry(retries: int, backoff: float) -> Retry:
+    """urllib3's Retry for Flickr's REST calls: a connection error, a lost answer, HTTP 429 or 5xx
+    asked again up to `retries` times, after the answer's Retry-After where it has one (at most
+    download.MAX_RETRY_AFTER_S, as for images), else after urllib3's backoff from `backoff`.
+
+    POST is retried: every flickrapi call is a POST and the scraper only reads (photos.search).
+    A retry resends the same signed request (same OAuth nonce and timestamp). The last answer is
+    passed on, so flickrapi still names its status once the retries are spent."""
+    return _CappedRetry(total=retries, redirect=0, allowed_methods={"POST"},
+                        status_forcelist=sorted(download.RETRY_STATUSES), backoff_factor=backoff,
+                        respect_retry_after_header=True, raise_on_status=False)
+
+
+class _CappedRetry(Retry):
+    """Retry that waits at most download.MAX_RETRY_AFTER_S for a Retry-After (urllib3's own
+    `retry_after_max` is missing from older 2.x releases, and defaults to 6 hours)."""
+
+    def parse_retry_after(self, retry_after: str) -> float:
+        return min(super().parse_retry_after(retry_after), download.MAX_RETRY_AFTER_S)
 
 
 class Pacer:
     """Spaces calls at least 1 / per_second seconds apart (Flickr allows 3,600 calls an hour), and
-    says how often a call that failed for a passing reason is tried again (`retries`, `backoff`)."""
+    says how often a call that Flickr failed for a passing reason is tried again (`retries`,
+    `backoff`)."""
 
     def __init__(self, per_second: float, retries: int = 0, backoff: float = 0.5):
         self.interval, self.last = 1.0 / per_second, float("-inf")
@@ -92,14 +122,9 @@ class Pacer:
 
 
 def transient(err: Exception) -> bool:
-    """Whether a failed call may succeed later: connection trouble, HTTP 429 or 5xx, or Flickr's
-    105/106 (service unavailable / write operation failed). flickrapi reports an HTTP status only
-    in its message ('do_request: Status code 503 received')."""
-    if isinstance(err, (requests.ConnectionError, requests.Timeout)):
-        return True
-    status = HTTP_STATUS.search(str(err))
-    return str(getattr(err, "code", "")) in TRANSIENT_CODES or bool(
-        status and (status.group(1) == "429" or status.group(1).startswith("5")))
+    """Whether Flickr's answer says try later: 105/106 (service unavailable / write operation
+    failed), sent with HTTP 200, so urllib3's Retry (connect) never sees them."""
+    return str(getattr(err, "code", "")) in TRANSIENT_CODES
 
 
 def search_call(flickr: flickrapi.FlickrAPI, search: Search, low: int, high: int, page: int) -> dict:
@@ -115,8 +140,9 @@ def search_page(flickr: flickrapi.FlickrAPI, search: Search, low: int, high: int
                 pacer: Pacer) -> dict:
     """One page of photos uploaded in [low, high]: Flickr's `photos` object (page, pages, total...).
 
-    A transient failure is retried up to pacer.retries times after a random share of
-    pacer.backoff * 2**attempt seconds (full jitter)."""
+    Flickr's transient errors are retried up to pacer.retries times after a random share of
+    pacer.backoff * 2**attempt seconds (full jitter); HTTP-level retries happen below, in the
+    session (connect)."""
     for attempt in itertools.count():
         pacer.wait()
         try:
@@ -147,7 +173,7 @@ def window_photos(flickr: flickrapi.FlickrAPI, search: Search, low: int, high: i
         yield from search_page(flickr, search, low, high, page, pacer)["photo"]
 
 
-def photo_row(photo: dict, url_size: str) -> dict | str:
+def photo_row(photo: dict, url_size: str, scraped_at: str) -> dict | str:
     """The photos.csv fields of one listed photo, or the reason it is skipped."""
     url = photo.get(f"url_{url_size}")
     if not PHOTO_ID.match(str(photo.get("id", ""))):
@@ -155,15 +181,18 @@ def photo_row(photo: dict, url_size: str) -> dict | str:
     if not url:
         return "no_url"
     return {"id": str(photo["id"]), "owner": photo["owner"], "views": int(photo["views"]),
-            "date_upload": int(photo["dateupload"]), "scraped_at": download.utc_now_iso(), "url": url}
+            "date_upload": int(photo["dateupload"]), "scraped_at": scraped_at, "url": url}
 
 
-def collect(flickr: flickrapi.FlickrAPI, search: Search, pacer: Pacer) -> tuple[list[dict], Counter, int]:
-    """Up to search.max_photos rows, first of each id; skip counts by reason; photos listed."""
+def collect(flickr: flickrapi.FlickrAPI, search: Search, pacer: Pacer,
+            clock: Callable[[], float] = time.time) -> tuple[list[dict], Counter, int]:
+    """Up to search.max_photos rows, first of each id, scraped_at read from `clock` as each photo
+    is listed; skip counts by reason; photos listed."""
     rows, skipped, seen, listed = [], Counter(), set(), 0
     for photo in window_photos(flickr, search, search.min_upload, search.max_upload, pacer):
         listed += 1
-        row = "repeated_id" if photo.get("id") in seen else photo_row(photo, search.url_size)
+        row = ("repeated_id" if photo.get("id") in seen
+               else photo_row(photo, search.url_size, download.utc_iso(clock())))
         seen.add(photo.get("id"))
         if isinstance(row, str):
             skipped[row] += 1
@@ -175,11 +204,12 @@ def collect(flickr: flickrapi.FlickrAPI, search: Search, pacer: Pacer) -> tuple[
 
 
 def scrape(flickr: flickrapi.FlickrAPI, search: Search, out_dir: str | Path, config: Download,
-           calls_per_second: float, store: str | Path) -> tuple[pd.DataFrame, dict]:
+           calls_per_second: float, store: str | Path,
+           clock: Callable[[], float] = time.time) -> tuple[pd.DataFrame, dict]:
     """Search, download the images (through the download store `store`), packed into tar shards
-    in out_dir/shards;
-    the photos.csv table and metrics."""
-    rows, skipped, listed = collect(flickr, search, Pacer(calls_per_second, config.retries, config.backoff))
+    in out_dir/shards; the photos.csv table (scraped_at from `clock`) and metrics."""
+    pacer = Pacer(calls_per_second, config.retries, config.backoff)
+    rows, skipped, listed = collect(flickr, search, pacer, clock)
     items = [download.Item(row["id"], row["url"]) for row in rows]
     results, packed = download.download_all(items, Path(out_dir), config, store,
                                               desc="flickr images", prefix="flickr")

@@ -13,8 +13,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from tqdm import tqdm
-
+from dareg import progress
 from dareg.errors import DataError
 from dareg.io import write_text
 
@@ -37,7 +36,7 @@ def write_sums(folder: Path, name: str = SUMS) -> Path:
     files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
                    if p.is_file() and p.name != name)
     with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
-        digests = list(tqdm(pool.map(lambda f: sha256_file(folder / f), files), total=len(files),
+        digests = list(progress.bar(pool.map(lambda f: sha256_file(folder / f), files), total=len(files),
                             desc=f"sha256 {folder}", unit="file", mininterval=1.0))
     write_text(folder / name, "".join(f"{d}  {f}\n" for d, f in zip(digests, files)))
     return folder / name

@@ -26,6 +26,22 @@ def require_columns(frame: pd.DataFrame, columns: list[str], origin: str) -> Non
                         f"(rerun the stage that writes this file)")
 
 
+def require_finite(frame: pd.DataFrame, origin: str, key: str, raw: str) -> pd.DataFrame:
+    """`frame` unchanged if every label is finite; else a DataError naming the first bad row of
+    `origin` by its `key` column and the `raw` columns its label came from."""
+    bad = np.flatnonzero(~np.isfinite(frame["label"].to_numpy(dtype=float)))
+    if len(bad):
+        row = frame.iloc[bad[0]]
+        raise DataError(f"{origin}: {key} {row[key]} gives label {row['label']} from {raw} "
+                        f"(one of {len(bad)} rows); fix or drop those rows and rerun dvc repro")
+    return frame
+
+
+def numbers(column: pd.Series) -> np.ndarray:
+    """A column as floats; text that is not a number becomes NaN (require_finite names it)."""
+    return pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
+
+
 SHARD_COLUMNS = ["shard", "offset", "size", "sha256"]  # where each image's bytes are (dareg.shards)
 
 
@@ -45,34 +61,37 @@ def age_labels(female: pd.DataFrame, male: pd.DataFrame, image_root: Path,
     parts = []
     for domain, frame in (("source", female), ("target", male)):
         require_columns(frame, ["path", *SHARD_COLUMNS, "age", "name"], f"clean wiki ({domain})")
-        parts.append(pd.DataFrame({
+        part = pd.DataFrame({
             "domain": domain,
             **image_columns(frame, image_root, "path"),
             "group": (f"celeb:{i}" for i in frame["celeb_id"]) if "celeb_id" in frame
                      else "person:" + frame["name"].fillna("").astype(str),
-            "raw": frame["age"].astype(float),
-            "label": frame["age"].astype(float) / params.divisor,
-        }))
+            "raw": numbers(frame["age"]),
+            "label": numbers(frame["age"]) / params.divisor,
+        })
+        parts.append(require_finite(part.assign(path=frame["path"].to_numpy()), f"clean wiki "
+                                    f"({domain})", "path", "age").drop(columns="path"))
     return pd.concat(parts, ignore_index=True)
 
 
 def reddit_label(score: pd.Series, transform: str) -> np.ndarray:
     """ln(1 + s) or log2(1 + s) of upvotes s, with negative scores clipped to 0."""
-    clipped = np.clip(score.to_numpy(dtype=float), 0.0, None)
+    clipped = np.clip(numbers(score), 0.0, None)
     return np.log1p(clipped) if transform == "log1p" else np.log2(1.0 + clipped)
 
 
 def days_online(date_upload: pd.Series, scraped_at: pd.Series) -> np.ndarray:
     """Days between upload (unix seconds) and the scrape (ISO 8601), at least one day."""
     epoch = pd.Timestamp(0, tz="UTC")
-    scraped = (pd.to_datetime(scraped_at, utc=True) - epoch).dt.total_seconds()  # any resolution
-    days = (scraped.to_numpy() - date_upload.to_numpy(dtype=float)) / SECONDS_PER_DAY
-    return np.maximum(days, 1.0)
+    scraped = pd.to_datetime(scraped_at, utc=True, errors="coerce", format="ISO8601")
+    seconds = (scraped - epoch).dt.total_seconds().to_numpy()  # any resolution; NaN if unreadable
+    days = (seconds - numbers(date_upload)) / SECONDS_PER_DAY
+    return np.where(np.isnan(days), np.nan, np.maximum(days, 1.0))
 
 
 def flickr_label(photos: pd.DataFrame, transform: str) -> np.ndarray:
     """Khosla et al. 2014: log2(views / days_online + 1); or plain ln(1 + views)."""
-    views = photos["views"].to_numpy(dtype=float)
+    views = numbers(photos["views"])
     if transform == "log1p":
         return np.log1p(views)
     return np.log2(views / days_online(photos["date_upload"], photos["scraped_at"]) + 1.0)
@@ -88,16 +107,19 @@ def popularity_labels(posts: pd.DataFrame, photos: pd.DataFrame, reddit_root: Pa
         "domain": "source",
         **image_columns(posts, reddit_root, "file"),
         "group": "post:" + posts["id"].astype(str),
-        "raw": posts["score"].astype(float),
+        "raw": numbers(posts["score"]),
         "label": reddit_label(posts["score"], params.reddit_transform),
     })
     target = pd.DataFrame({
         "domain": "target",
         **image_columns(photos, flickr_root, "file"),
         "group": "owner:" + photos["owner"].astype(str),
-        "raw": photos["views"].astype(float),
+        "raw": numbers(photos["views"]),
         "label": flickr_label(photos, params.flickr_transform),
     })
+    require_finite(source.assign(id=posts["id"].to_numpy()), "posts.csv", "id", "score")
+    require_finite(target.assign(id=photos["id"].to_numpy()), "photos.csv", "id",
+                   "views, date_upload and scraped_at")
     return pd.concat([source, target], ignore_index=True)
 
 

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from dareg.errors import DataError
+from dareg.hashes import sha256_file
 from dareg.heads import DexHead, SigmoidHead
 from dareg.params import Model, ParamsError
 
@@ -49,7 +50,25 @@ def imagenet_weights_path(backbone: str, weights: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / IMAGENET_FILES[backbone]
 
 
-def torchvision_features(backbone: str, weights: str, pretrained: bool) -> tuple[nn.Module, int]:
+def check_weights_file(path: Path, backbone: str, expected: str) -> None:
+    """The weights file is the one params name: its sha256 starts with `model.weights_sha256`
+    (a full digest or a prefix of 8 or more hex digits), or, when that is empty, with the prefix
+    torchvision puts in its own file names. A custom file needs the param: so a new file is a
+    params change, and DVC retrains what used the old one."""
+    digest = sha256_file(path)
+    default = path.name == IMAGENET_FILES[backbone]
+    if not expected and not default:
+        raise DataError(f"{path}: set model.weights_sha256: {digest} (this file's sha256), so "
+                        f"that a different file retrains the stages that used this one")
+    expected = expected or IMAGENET_FILES[backbone].rsplit("-", 1)[1].split(".")[0]
+    if not digest.startswith(expected.lower()):
+        raise DataError(f"{path}: sha256 {digest} does not start with {expected} "
+                        f"({'model.weights_sha256' if not default else 'torchvision'}'s); fetch the "
+                        f"file again or, for a new file, set model.weights_sha256: {digest}")
+
+
+def torchvision_features(backbone: str, weights: str, pretrained: bool,
+                         weights_sha256: str = "") -> tuple[nn.Module, int]:
     """VGG-16 up to its second 4096-unit layer (as DEX) or ResNet-18 up to its pooling (512)."""
     import torchvision  # here, not at the top: importing it costs every stage about a second
 
@@ -61,7 +80,26 @@ def torchvision_features(backbone: str, weights: str, pretrained: bool) -> tuple
             raise DataError(f"{path}: ImageNet weights for {backbone} not found (dareg never "
                             f"downloads at run time); fetch {url} to that path, or set "
                             f"model.weights to a copy")
-        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        check_weights_file(path, backbone, weights_sha256)
+        url = f"https://download.pytorch.org/models/{IMAGENET_FILES[backbone]}"
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # torch raises many kinds for a file it cannot read
+            raise DataError(f"{path}: not {backbone}'s ImageNet weights (torch.load cannot read "
+                            f"it: {type(err).__name__}); fetch {url} again") from None
+        if not isinstance(state, dict):
+            raise DataError(f"{path}: not {backbone}'s ImageNet weights (it holds a "
+                            f"{type(state).__name__}, not a state dict); fetch {url} again")
+        mine = net.state_dict()
+        missing = [k for k in mine if k not in state]
+        misshapen = [k for k in mine if k in state and getattr(state[k], "shape", None) != mine[k].shape]
+        if missing or misshapen or set(state) - set(mine):
+            what = (f"missing key {missing[0]!r}" if missing else f"{misshapen[0]!r} has shape "
+                    f"{tuple(state[misshapen[0]].shape)}" if misshapen else
+                    f"unexpected key {sorted(set(state) - set(mine))[0]!r}")
+            raise DataError(f"{path}: not {backbone}'s ImageNet weights ({what}); fetch {url} "
+                            f"again")
+        net.load_state_dict(state)
     if backbone == "vgg16":
         return nn.Sequential(net.features, net.avgpool, nn.Flatten(), *net.classifier[:-1]), 4096
     net.fc = nn.Identity()
@@ -137,7 +175,8 @@ def build_model(params: Model, image_size: int, seed: int | None = None,
         if params.backbone == "singh7":
             backbone, dim = singh7_features(params.width, image_size, params.norm)
         else:
-            backbone, dim = torchvision_features(params.backbone, params.weights, pretrained)
+            backbone, dim = torchvision_features(params.backbone, params.weights, pretrained,
+                                                 params.weights_sha256)
         head = (SigmoidHead(dim, params.dropout) if params.head == "sigmoid"
                 else DexHead(dim, params.bins, params.binning, params.dex_loss, params.dropout))
         return Regressor(backbone, head, input_norm(params), dim)

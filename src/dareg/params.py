@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -16,12 +18,51 @@ class ParamsError(ValueError):
 
 
 @dataclass(frozen=True)
+class Bound:
+    """The range a numeric key may take (checked at load, like its type): low and high, each
+    inclusive unless `open_low` / `open_high`; None: unbounded on that side."""
+
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    open_high: bool = False
+
+    def admits(self, value: float) -> bool:
+        above = self.low is None or (value > self.low if self.open_low else value >= self.low)
+        below = self.high is None or (value < self.high if self.open_high else value <= self.high)
+        return above and below
+
+    def describe(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.open_low else '>='} {self.low:g}"
+        if self.low is None:
+            return f"{'<' if self.open_high else '<='} {self.high:g}"
+        return (f"in {'(' if self.open_low else '['}{self.low:g}, "
+                f"{self.high:g}{')' if self.open_high else ']'}")
+
+
+def at_least(low: float) -> Any:
+    """A field whose value must be >= low."""
+    return field(metadata={"bound": Bound(low)})
+
+
+def above(low: float) -> Any:
+    """A field whose value must be > low."""
+    return field(metadata={"bound": Bound(low, open_low=True)})
+
+
+def within(low: float, high: float, *, open_low: bool = False, open_high: bool = False) -> Any:
+    """A field whose value must lie between low and high (inclusive unless open)."""
+    return field(metadata={"bound": Bound(low, high, open_low, open_high)})
+
+
+@dataclass(frozen=True)
 class Wiki:
     source: Literal["demo", "url", "path"]
     url: str
     path: str
     sha256: str
-    demo_entries: int
+    demo_entries: int = at_least(1)
     demo_seed: int
 
 
@@ -37,6 +78,7 @@ class Reddit:
     ids_csv: str
     demo_posts: int
     demo_seed: int
+    demo_now: str
 
 
 @dataclass(frozen=True)
@@ -55,31 +97,37 @@ class Flickr:
     calls_per_second: float
     demo_photos: int
     demo_seed: int
+    demo_now: str
 
 
 @dataclass(frozen=True)
 class Download:
-    workers: int
-    per_host: int
-    connect_timeout: float
-    read_timeout: float
-    retries: int
-    backoff: float
-    max_bytes: int
+    workers: int = at_least(1)
+    per_host: int = at_least(1)
+    connect_timeout: float = above(0)
+    read_timeout: float = above(0)
+    retries: int = at_least(0)
+    backoff: float = at_least(0)
+    max_bytes: int = at_least(1)
 
 
 @dataclass(frozen=True)
 class CleanWiki:
     min_face_score: float
     single_face: bool
-    age_min: int
-    age_max: int
+    age_min: int = at_least(0)
+    age_max: int = at_least(0)
     missing_images: Literal["drop", "error"]
+
+    def __post_init__(self):
+        if self.age_min > self.age_max:
+            raise ParamsError(f"age_min {self.age_min} is above age_max {self.age_max}; no age "
+                              f"would be kept")
 
 
 @dataclass(frozen=True)
 class AgeLabels:
-    divisor: float
+    divisor: float = above(0)
 
 
 @dataclass(frozen=True)
@@ -96,61 +144,78 @@ class Labels:
 
 @dataclass(frozen=True)
 class SplitSizes:
-    source: int
-    target_labeled: int
-    target_unlabeled: int
-    target_test: int
+    source: int = at_least(1)  # the evaluate stage measures source/target feature MMD
+    target_labeled: int = at_least(2)  # at least one to train on and one to validate on
+    target_unlabeled: int = at_least(0)
+    target_test: int = at_least(1)
     scale: Literal["none", "minmax"]
 
 
 @dataclass(frozen=True)
 class Split:
     seed: int
-    val_fraction: float
+    val_fraction: float = within(0, 1, open_low=True, open_high=True)
     age: SplitSizes
     popularity: SplitSizes
+
+    def __post_init__(self):
+        for task in ("age", "popularity"):
+            labeled = getattr(self, task).target_labeled
+            val = validation_count(labeled, self.val_fraction)
+            if not 0 < val < labeled:
+                raise ParamsError(f"val_fraction {self.val_fraction} of {task}.target_labeled "
+                                  f"{labeled} gives {val} validation and {labeled - val} training "
+                                  f"images; both need at least 1: raise {task}.target_labeled or "
+                                  f"change val_fraction")
+
+
+def validation_count(labeled: int, val_fraction: float) -> int:
+    """How many of the target's labeled images the split holds out for validation."""
+    return int(round(val_fraction * labeled))
 
 
 @dataclass(frozen=True)
 class Cache:
-    image_size: int
+    image_size: int = at_least(8)
 
 
 @dataclass(frozen=True)
 class Model:
     backbone: Literal["singh7", "vgg16", "resnet18"]
-    width: float
+    width: float = above(0)
     norm: Literal["none", "batch"]
     head: Literal["sigmoid", "dex"]
-    dropout: float
-    bins: int
+    dropout: float = within(0, 1, open_high=True)
+    bins: int = at_least(2)
     binning: Literal["uniform", "balanced"]
     dex_loss: Literal["ce", "mse", "both"]
     weights: str
+    weights_sha256: str
+
+    def __post_init__(self):
+        if self.weights_sha256 and not re.fullmatch(r"[0-9a-fA-F]{8,64}", self.weights_sha256):
+            raise ParamsError(f"weights_sha256: {self.weights_sha256!r} is not a sha256 digest "
+                              f"(or a prefix of 8 or more hex digits)")
 
 
 @dataclass(frozen=True)
 class Train:
-    epochs: int
-    steps_per_epoch: int
-    lr: float
-    weight_decay: float
+    epochs: int = at_least(1)
+    steps_per_epoch: int = at_least(1)
+    lr: float = above(0)
+    weight_decay: float = at_least(0)
     seed: int
-    repeats: int
+    repeats: int = at_least(1)  # train each regime at least once
     device: Literal["auto", "cpu", "cuda"]
     optimizer: Literal["adam", "sgd"]
-    momentum: float
-    lr_step_epochs: int
-    patience: int
-    freeze_backbone_epochs: int
-    backbone_lr_scale: float
-    processes: int
+    momentum: float = within(0, 1, open_high=True)
+    lr_step_epochs: int = at_least(0)
+    patience: int = at_least(0)
+    freeze_backbone_epochs: int = at_least(0)
+    backbone_lr_scale: float = at_least(0)
+    processes: int = at_least(1)
     precision: Literal["bf16", "fp32"]
     compile: bool
-
-    def __post_init__(self):
-        if self.repeats < 1:
-            raise ParamsError(f"train.repeats is {self.repeats}: train each regime at least once")
 
     @property
     def seeds(self) -> list[int]:
@@ -166,30 +231,22 @@ class Losses:
     scales: list[float]
     mmd_estimator: Literal["unbiased", "biased"]
     smoothing_form: Literal["graph", "seed"]
-    rsd_tradeoff: float
-    daregram_threshold: float
-    dann_hidden: int
+    rsd_tradeoff: float = at_least(0)
+    daregram_threshold: float = within(0, 1, open_low=True)
+    dann_hidden: int = at_least(1)
 
     def __post_init__(self):
         if not self.scales or any(s <= 0 for s in self.scales):
             raise ParamsError(f"scales: {self.scales} must be positive multiples of the bandwidth")
-        if not 0.0 < self.daregram_threshold <= 1.0:
-            raise ParamsError(f"daregram_threshold: {self.daregram_threshold} must be in (0, 1]")
-        if self.dann_hidden < 1 or self.rsd_tradeoff < 0:
-            raise ParamsError("dann_hidden must be at least 1 and rsd_tradeoff at least 0")
 
 
 @dataclass(frozen=True)
 class Evaluate:
     """Bootstrap and alignment-diagnostic settings of the evaluate and summary stages."""
 
-    bootstrap_samples: int
+    bootstrap_samples: int = at_least(100)
     seed: int
-    mmd_samples: int
-
-    def __post_init__(self):
-        if self.bootstrap_samples < 100 or self.mmd_samples < 2:
-            raise ParamsError("bootstrap_samples must be at least 100 and mmd_samples at least 2")
+    mmd_samples: int = at_least(2)
 
 
 STREAMS = ("source", "target_labeled", "target_unlabeled")
@@ -224,6 +281,9 @@ class Regime:
             if name not in (SUPERVISED, *ALIGNMENT_TERMS):
                 raise ParamsError(f"regime loss term {name!r} unknown; use one of "
                                   f"{(SUPERVISED, *ALIGNMENT_TERMS)}")
+            if self.weights[name] < 0:
+                raise ParamsError(f"weights.{name}: {self.weights[name]} is negative; a weight "
+                                  f"is 0 (off) or more")
         if sum(self.batch.get(n, 0) for n in LABELED_STREAMS) <= 0:
             raise ParamsError("a regime must draw labeled images (source or target_labeled)")
         target = self.batch.get("target_labeled", 0) + self.batch.get("target_unlabeled", 0)
@@ -280,6 +340,13 @@ class Params:
         for name, regime in self.regimes.items():
             check_control(name, regime, self.regimes, name in self.run.regimes and self.run.regimes)
             self.regime_losses(name)  # overrides of the right types
+        for name in self.run.regimes:
+            for task in ("age", "popularity"):
+                if self.regimes[name].batch.get("target_unlabeled") and \
+                        not getattr(self.split, task).target_unlabeled:
+                    raise ParamsError(f"split.{task}.target_unlabeled is 0 but regime {name} (in "
+                                      f"run.regimes) draws target_unlabeled images; raise the "
+                                      f"count or drop the regime from run.regimes")
 
     def regime_losses(self, name: str) -> Losses:
         """The `losses` section with regime `name`'s overrides applied."""
@@ -325,6 +392,13 @@ def _build(tp: Any, value: Any, where: str) -> Any:
         if missing:
             raise ParamsError(f"{where}: missing key {missing[0]!r}")
         args = {k: _build(hints[k], v, f"{where}.{k}" if where else k) for k, v in value.items()}
+        for f in dataclasses.fields(tp):
+            bound = f.metadata.get("bound")
+            if bound is not None and f.name in args and not bound.admits(args[f.name]):
+                key = f"{where}.{f.name}" if where else f.name
+                kind = "an integer" if hints[f.name] is int else "a number"
+                raise ParamsError(f"{key}: {args[f.name]!r} is out of range; use {kind} "
+                                  f"{bound.describe()}")
         try:
             return tp(**args)
         except ParamsError as err:
@@ -356,6 +430,8 @@ def _build(tp: Any, value: Any, where: str) -> Any:
 def _scalar(tp: type, value: Any, where: str) -> Any:
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, float) and not math.isfinite(value):
+        raise ParamsError(f"{where}: {value!r} is not a finite number")
     if tp is float and isinstance(value, str):
         raise ParamsError(f"{where}: {value!r} is a string; YAML reads 1e-3 as text, write 1.0e-3")
     if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
@@ -377,5 +453,15 @@ def load(path: str | Path = "params.yaml") -> Params:
     if not path.exists():
         raise ParamsError(f"{path}: not found; run from the repository root, where params.yaml lives")
     with open(path, encoding="utf-8") as f:
-        raw = yaml.safe_load(f)
+        try:
+            raw = yaml.safe_load(f)
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ParamsError(f"{path}: not valid YAML{at} ({problem}); fix the file or "
+                              f"`git checkout {path.name}`") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping of sections (wiki, reddit, ...), got "
+                          f"{type(raw).__name__}; fix the file or `git checkout {path.name}`")
     return parse(raw or {}, str(path))

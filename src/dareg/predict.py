@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from dareg import checkpoint, cli
 from dareg.cache import load_square
 from dareg.data import unscale
 from dareg.errors import DataError
 from dareg.io import write_csv
+from dareg.progress import bar
 from dareg.train import pick_device, predict
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -57,11 +57,11 @@ def predict_files(ckpt: dict, paths: list[Path], batch_size: int = 64, device: s
     model, scaling = checkpoint.restore_model(ckpt), ckpt["scaling"]
     dev, outputs = pick_device(device), []
     precision = ckpt.get("train", {}).get("precision", "bf16")  # as it was trained (CUDA only)
-    with tqdm(total=len(paths), desc="predict", unit="img", disable=not progress) as bar:
+    with bar(total=len(paths), desc="predict", unit="img", disable=not progress) as shown:
         for i in range(0, len(paths), batch_size):
             batch = np.stack([read_image(p, ckpt["image_size"]) for p in paths[i:i + batch_size]])
             outputs.append(predict(model, batch, dev, precision=precision))
-            bar.update(len(batch))
+            shown.update(len(batch))
     labels = unscale(np.concatenate(outputs), scaling["target"]) * scaling["per_label"]
     return pd.DataFrame({"image": [str(p) for p in paths], "predicted": labels.round(4),
                          "unit": scaling["unit"]})

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import time
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -113,16 +114,18 @@ def submissions(reddit: praw.Reddit, query: Query, config: Download) -> Iterator
                 yield submission
 
 
-def post_row(submission: praw.models.Submission) -> dict:
+def post_row(submission: praw.models.Submission, scraped_at: str) -> dict:
     """The posts.csv fields of one submission, read from the fetched data only (no lazy fetch)."""
     data = vars(submission)
     return {"id": data["id"], "url": data["url"], "score": int(data["score"]),
             "num_comments": int(data["num_comments"]), "created_utc": int(data["created_utc"]),
-            "subreddit": str(data["subreddit"]), "scraped_at": download.utc_now_iso()}
+            "subreddit": str(data["subreddit"]), "scraped_at": scraped_at}
 
 
-def image_posts(listed: Iterable[praw.models.Submission]) -> tuple[list[dict], Counter, int]:
-    """Rows of direct-image posts (first of each id), skip counts by reason, and how many were listed."""
+def image_posts(listed: Iterable[praw.models.Submission],
+                clock: Callable[[], float] = time.time) -> tuple[list[dict], Counter, int]:
+    """Rows of direct-image posts (first of each id; scraped_at read from `clock` as each is
+    listed), skip counts by reason, and how many were listed."""
     rows, skipped, seen, count = [], Counter(), set(), 0
     for submission in listed:
         count += 1
@@ -130,7 +133,7 @@ def image_posts(listed: Iterable[praw.models.Submission]) -> tuple[list[dict], C
         kind = "repeated_id" if data["id"] in seen else link_kind(data)
         seen.add(data["id"])
         if kind == "image":
-            rows.append(post_row(submission))
+            rows.append(post_row(submission, download.utc_iso(clock())))
         else:
             skipped[kind] += 1
     return rows, skipped, count
@@ -152,11 +155,10 @@ def read_ids(path: str | Path) -> list[str]:
 
 
 def scrape(reddit: praw.Reddit, query: Query, out_dir: str | Path, config: Download,
-           store: str | Path) -> tuple[pd.DataFrame, dict]:
-    """List posts, download their images (through the download store `store`), packed into tar shards
-    in out_dir/shards;
-    the posts.csv table and metrics."""
-    rows, skipped, listed = image_posts(submissions(reddit, query, config))
+           store: str | Path, clock: Callable[[], float] = time.time) -> tuple[pd.DataFrame, dict]:
+    """List posts, download their images (through the download store `store`), packed into tar
+    shards in out_dir/shards; the posts.csv table (scraped_at from `clock`) and metrics."""
+    rows, skipped, listed = image_posts(submissions(reddit, query, config), clock)
     if query.ids is not None:
         skipped["missing_from_api"] = len(query.ids) - listed  # /api/info/ omits unknown ids
     items = [download.Item(row["id"], row["url"]) for row in rows]

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from dareg.errors import DataError
-from dareg.params import SplitSizes
+from dareg.params import SplitSizes, validation_count
 
 SPLITS = ("source", "target_train", "target_val", "target_unlabeled", "target_test")
 # minmax maps the training range onto [LOW, HIGH], leaving room for test labels beyond it.
@@ -62,10 +62,15 @@ def split(labels: pd.DataFrame, sizes: SplitSizes, val_fraction: float, seed: in
     for name, count in wanted.items():
         out[name], order = take_groups(target, count, order)
     labeled = out.pop("target_labeled")
-    n_val = int(round(val_fraction * len(labeled)))
+    n_val = validation_count(len(labeled), val_fraction)
     labeled_groups = labeled["group"].drop_duplicates().tolist()  # already in shuffled order
     out["target_val"], rest = take_groups(labeled, n_val, labeled_groups)
     out["target_train"] = labeled[labeled["group"].isin(rest)]
+    if not len(out["target_val"]) or not len(out["target_train"]):
+        raise DataError(f"split.{task}: {len(out['target_train'])} target training and "
+                        f"{len(out['target_val'])} validation images from {len(labeled)} labeled "
+                        f"ones in {len(labeled_groups)} groups (a group never straddles the two); "
+                        f"raise split.{task}.target_labeled or change split.val_fraction")
     out["target_unlabeled"] = out["target_unlabeled"].drop(columns=["raw", "label"])
     return {name: out[name].reset_index(drop=True) for name in SPLITS}
 

@@ -11,9 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
-from dareg import checkpoint, losses
+from dareg import checkpoint, losses, progress
 from dareg.data import Images, Split, Stream, concat, to_device, to_input
 from dareg.distributed import gather, world
 from dareg.errors import DataError
@@ -246,7 +245,7 @@ def train_one_epoch(model, optimizer, streams, regime, loss_cfg, device, steps: 
     model.train()
     check = torch.device(device).type != "cuda"
     sums: dict[str, torch.Tensor] = {}
-    for i in tqdm(range(steps), desc=desc, unit="step", leave=False, disable=world()[0] > 0):
+    for i in progress.bar(range(steps), desc=desc, unit="step", leave=False, disable=world()[0] > 0):
         values = step(model, optimizer, draw_batch(regime, streams), regime, loss_cfg, device,
                       done + share * i / steps, precision, f"{desc}, step {i + 1}", check)
         for k, v in values.items():

@@ -17,7 +17,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator
 from urllib.parse import parse_qs, urlsplit
 
 from dareg.demo.faults import FaultPlan, send_api_fault, serve_image
@@ -39,6 +39,7 @@ class _State:
     client_id: str
     client_secret: str
     quota: int
+    now: Callable[[], float] = time.time
     faults: FaultPlan = field(default_factory=FaultPlan)
     tokens: set[str] = field(default_factory=set)
     used: int = 0
@@ -158,7 +159,7 @@ class _RedditHandler(QuietHandler):
             return 404, {"message": "Not Found", "error": 404}
         subreddit, sort = match.group(1).lower(), match.group(2)
         ordered = listing_order([p for p in posts if p["subreddit"].lower() == subreddit], sort,
-                                query.get("t", "day"), time.time())
+                                query.get("t", "day"), self.state.now())
         limit = min(max(int(query.get("limit", 25)), 1), PAGE_MAX)
         page, after = page_after(ordered, query.get("after"), limit)
         return 200, listing(page, after, base_url)
@@ -166,15 +167,16 @@ class _RedditHandler(QuietHandler):
 
 @contextmanager
 def reddit_server(demo: SocialDemo, client_id: str, client_secret: str, quota: int = 1000,
-                  faults: FaultPlan | None = None) -> Iterator[str]:
+                  faults: FaultPlan | None = None, now: Callable[[], float] = time.time) -> Iterator[str]:
     """Serve `demo` as Reddit on 127.0.0.1; yield the base URL for reddit_url/oauth_url/short_url.
 
     `quota` is the requests allowed per 10-minute window, announced in X-Ratelimit-* headers
     (prawcore paces itself to spread them over the window; Reddit's own is 1,000). `faults` plans
-    errors for API calls and images (see dareg.demo.faults).
+    errors for API calls and images (see dareg.demo.faults); `now` is the clock that `top`'s time
+    filters count back from (the rate-limit window runs on the monotonic clock).
     """
     state = _State(demo=demo, client_id=client_id, client_secret=client_secret, quota=quota,
-                   faults=faults or FaultPlan())
+                   now=now, faults=faults or FaultPlan())
     handler = type("RedditHandler", (_RedditHandler,), {"state": state})
     with serve(handler) as base_url:
         yield base_url

@@ -17,6 +17,7 @@ import colorsys
 import io
 from dataclasses import dataclass
 from typing import NamedTuple
+from urllib.parse import urlsplit
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -29,6 +30,7 @@ REDDIT_FAULTS = {"missing": 4, "not_image": 1, "truncated": 1, "duplicate": 1}
 FLICKR_FAULTS = {"missing": 3, "not_image": 1, "truncated": 1, "duplicate": 1}
 MIN_ITEMS = 20  # room for the planted faults and enough good images
 REDDIT_EPOCH = (1356998400, 1420070400)  # 2013-01-01 .. 2015-01-01, around the Deza & Parikh set
+DEMO_ORIGIN = "http://demo.invalid"  # the stand-ins' origin in the tables (RFC 2606: never resolves)
 
 
 class Served(NamedTuple):
@@ -60,6 +62,13 @@ class Style:
 
 REDDIT_STYLE = Style(hues=(0.0, 0.12), object_hue_shift=0.5, shape="ellipse", stripes=False)
 FLICKR_STYLE = Style(hues=(0.5, 0.68), object_hue_shift=0.45, shape="box", stripes=True)
+
+
+def stable_url(url: str, stand_in: str) -> str:
+    """`url` with the origin of the stand-in at `stand_in` (127.0.0.1 and a new port each run)
+    replaced by DEMO_ORIGIN, so that a rerun writes the same posts.csv / photos.csv."""
+    origin = "{0.scheme}://{0.netloc}".format(urlsplit(stand_in))
+    return DEMO_ORIGIN + url[len(origin):] if url.startswith(origin + "/") else url
 
 
 def _background(rng: np.random.Generator, style: Style, v: float) -> np.ndarray:
