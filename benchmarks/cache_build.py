@@ -6,10 +6,16 @@ it in a float64 array of the whole dataset. Ours: `dareg.cache.build` (parallel 
 JPEGs decoded by simplejpeg at a reduced n/8 scale, then Pillow's antialiased bilinear resize;
 each worker writes its uint8 rows into the .npy on disk). Each runs in its own process (this
 script with --run, which leaves the harness's psutil and demo_repro unimported); the time is that
-process's wall time, start-up included; peak memory is its tree's RSS, sampled every 0.1 s.
+process's wall time, start-up included; peak memory is its tree's RSS, sampled every 0.1 s (the
+pages a forked worker shares with the parent count in both: what `ps` and `top` show). The
+decode-only, shards and files runs alternate --repeats times and each keeps its fastest (on a
+shared machine the fastest is the one least slowed by others); the seed's runs once.
 Needs the bench extra (`pip install -e '.[bench]'`):
     python benchmarks/cache_build.py                          # 10,000 and 60,000 250x250 JPEGs
-    python benchmarks/cache_build.py --counts 2000 --size 64
+    python benchmarks/cache_build.py --counts 2000 --size 64 --repeats 1
+
+Each run first prints where a worker's time goes per image on one core (each step alone, on the
+first 400 images), then the builds.
 """
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ import argparse
 import shutil
 import sys
 import tempfile
+import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -24,6 +31,9 @@ import numpy as np
 from PIL import Image
 
 from dareg import cache, shards
+from dareg.hashes import sha256_bytes
+
+MEMBER_ARRAYS = ["shard", "offset", "size", "digest", "name"]  # cache.Members' fields after shards
 
 
 def write_jpeg(args: tuple[Path, int, int]) -> str:
@@ -64,16 +74,14 @@ def _decode_only(args: tuple[list[str], int]) -> int:
 
 def run_one(method: str, listing: Path, size: int, out: Path) -> None:
     """The measured process: build one cache with `method` from the paths listed in `listing`
-    (for `shards`: the members, as shard offset size sha256 name per line)."""
+    (for `shards`: the members' arrays, an .npz of cache.Members)."""
+    if method == "shards":
+        return cache.build(load_members(listing), size, out)
     lines = listing.read_text().splitlines()
     if method == "seed":
         np.save(out, seed_build(lines, size))
     elif method == "files":
         cache.build(lines, size, out)
-    elif method == "shards":
-        members = [cache.Member(s, int(o), int(n), h, name)
-                   for s, o, n, h, name in (line.split(" ") for line in lines)]
-        cache.build(members, size, out)
     else:  # decode: the JPEG decode alone at the same n/8 scale, on every core (the ceiling)
         chunks = [(lines[i:i + 64], size) for i in range(0, len(lines), 64)]
         with ProcessPoolExecutor(cache.available_cores()) as pool:
@@ -82,13 +90,21 @@ def run_one(method: str, listing: Path, size: int, out: Path) -> None:
 
 
 def pack(paths: list[str], folder: Path) -> Path:
-    """The JPEGs packed into tar shards as the producers pack them; a member listing to read."""
+    """The JPEGs packed into tar shards as the producers pack them; their cache.Members saved
+    as arrays (what the stage builds from a split's columns), to load without a row of objects."""
     with shards.ShardWriter(folder, "bench") as writer:
         rows = [writer.add(Path(p).name, Path(p).read_bytes()) for p in paths]
-    listing = folder / "members.txt"
-    listing.write_text("\n".join(f"{folder / r['shard']} {r['offset']} {r['size']} {r['sha256']} "
-                                  f"{r['member']}" for r in rows))
+    members = cache.Members.from_columns([str(folder / r["shard"]) for r in rows],
+                                         *([r[k] for r in rows] for k in ["offset", "size", "sha256", "member"]))
+    listing = folder / "members.npz"
+    np.savez(listing, shards=np.array(members.shards),
+             **{k: getattr(members, k) for k in MEMBER_ARRAYS})
     return listing
+
+
+def load_members(listing: Path) -> cache.Members:
+    with np.load(listing) as arrays:
+        return cache.Members(tuple(map(str, arrays["shards"])), *(arrays[k] for k in MEMBER_ARRAYS))
 
 
 def measure(method: str, listing: Path, size: int, out: Path) -> tuple[float, int]:
@@ -101,20 +117,26 @@ def measure(method: str, listing: Path, size: int, out: Path) -> tuple[float, in
     return seconds, peak
 
 
-def compare(work: Path, paths: list[str], size: int) -> None:
+def compare(work: Path, paths: list[str], size: int, repeats: int) -> None:
     listing = work / f"paths-{len(paths)}.txt"
     listing.write_text("\n".join(paths))
     members = pack(paths, work / f"raw-{len(paths)}")
-    figures = {"decode": measure("decode", listing, size, work / "decode.npy"),
-               "shards": measure("shards", members, size, work / "shards.npy"),
-               "files": measure("files", listing, size, work / "files.npy")}
+    sources = {"decode": listing, "shards": members, "files": listing}
+    runs = {method: [] for method in sources}
+    for _ in range(repeats):  # alternating, so a burst of load elsewhere slows all three alike
+        for method, source in sources.items():
+            runs[method].append(measure(method, source, size, work / f"{method}.npy"))
+    # the fastest time and the highest peak of each method's runs
+    figures = {method: (min(t for t, _ in times), max(p for _, p in times))
+               for method, times in runs.items()}
     seed_bytes = len(paths) * size * size * 3 * 8
     import psutil  # harness only, like demo_repro: not in the measured processes' start-up
     if seed_bytes < 0.7 * psutil.virtual_memory().available:
         figures["seed"] = measure("seed", listing, size, work / "seed.npy")
     for method, (seconds, peak) in figures.items():
+        each = ", ".join(f"{t:.2f} s {p / 2**20:.0f} MiB" for t, p in runs.get(method, []))
         print(f"{len(paths):7d} images  {method:6s} {len(paths) / seconds:8.0f} images/s  "
-              f"{seconds:7.1f} s  peak {peak / 2**20:8.0f} MiB")
+              f"{seconds:7.2f} s  peak {peak / 2**20:6.0f} MiB   runs: {each or 'one'}")
     print(f"{len(paths):7d} images  shards at {figures['decode'][0] / figures['shards'][0]:.0%} of the "
           f"decode-only rate; files at {figures['decode'][0] / figures['files'][0]:.0%}")
     if "seed" in figures:
@@ -126,11 +148,58 @@ def compare(work: Path, paths: list[str], size: int) -> None:
               f"{seed_bytes / 2**30:.1f} GiB, more than 70% of the free memory")
 
 
+def per_image_us(step, items: list, rounds: int = 5) -> float:
+    """Microseconds a call of `step` takes per item, the best of `rounds` passes (one core)."""
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for item in items:
+            step(item)
+        best = min(best, time.perf_counter() - start)
+    return best / len(items) * 1e6
+
+
+def steps(listing: Path, size: int, out: Path) -> None:
+    """Where a worker's time goes per image, one core: each step of `cache._write_rows` alone on
+    the members in `listing` (a JPEG's path through it), then the whole worker on them."""
+    import simplejpeg
+    members = load_members(listing)
+    with shards.Reader() as reader:
+        datas = [reader.read(members.shards[s], int(o), int(n))
+                 for s, o, n in zip(members.shard, members.offset, members.size)]
+    decoded = [simplejpeg.decode_jpeg(d, "RGB", min_width=size, min_height=size) for d in datas]
+    wrapped = [cache._decode_turbo(d, size) for d in datas]  # Pillow images, original extents
+    boxes = [(0, 0, min(extent), min(extent)) for _, extent in wrapped]  # square JPEGs: no offset
+    resized = [img.resize((size, size), Image.BILINEAR, box=box)
+               for (img, _), box in zip(wrapped, boxes)]
+    figures = {
+        "sha256 of the bytes": per_image_us(sha256_bytes, datas),
+        f"simplejpeg decode at the cache's n/8 scale ({decoded[0].shape[1]} px)":
+            per_image_us(lambda d: simplejpeg.decode_jpeg(d, "RGB", min_width=size,
+                                                          min_height=size), datas),
+        "Image.frombuffer (Pillow unpacks RGB into 4-byte pixels)":
+            per_image_us(lambda a: Image.frombuffer("RGB", a.shape[1::-1], a, "raw", "RGB", 0, 1),
+                         decoded),
+        f"Pillow's antialiased bilinear resize to {size}":
+            per_image_us(lambda pair: pair[0][0].resize((size, size), Image.BILINEAR, box=pair[1]),
+                         list(zip(wrapped, boxes))),
+        "tobytes (packed RGB rows for the file)": per_image_us(lambda img: img.tobytes(), resized),
+        "(for comparison: simplejpeg's full-size decode)":
+            per_image_us(lambda d: simplejpeg.decode_jpeg(d, "RGB"), datas),
+    }
+    out.write_bytes(b"\0" * (len(datas) * size * size * 3))
+    figures["the whole worker (pread, sha256, decode, resize, write)"] = per_image_us(
+        lambda chunk: cache._write_rows((out, 0, chunk, size)), [members]) / len(datas)
+    for name, us in figures.items():
+        print(f"one core: {name:62s} {us:7.1f} us an image")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--counts", type=int, nargs="+", default=[10_000, 60_000])
     parser.add_argument("--side", type=int, default=250, help="JPEG width and height")
     parser.add_argument("--size", type=int, default=128, help="training size (the seeds' 128)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each of ours and decode-only")
     parser.add_argument("--run", choices=["files", "shards", "decode", "seed"], help=argparse.SUPPRESS)
     parser.add_argument("--listing", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -142,8 +211,9 @@ def main() -> None:
         paths = make_images(work / "images", max(args.counts), args.side)
         print(f"{args.side}x{args.side} JPEGs -> {args.size}x{args.size}, "
               f"{cache.available_cores()} cores")
+        steps(pack(paths[:400], work / "raw-steps"), args.size, work / "steps.bin")
         for count in sorted(args.counts):
-            compare(work, paths[:count], args.size)
+            compare(work, paths[:count], args.size, args.repeats)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

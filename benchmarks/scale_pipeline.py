@@ -1,11 +1,16 @@
 """Benchmark: the real pipeline with datasets of the real sizes in place, in both raw layouts in
 the same run: tar shards (this tree) and loose files (the last commit before shards, --loose-ref).
-For each: `dvc status` and a no-op `dvc repro` (medians of --repeats), `dvc push` to an empty
-folder remote, `dvc pull` into a fresh clone, and a `dvc pull` of the raw data from moto's S3
-server through dvc-s3 (with --s3). Sizes: 62,328 Wikipedia entries (about 60,000 crops),
-10,000 Reddit posts and 12,000 Flickr photos, from the offline demo generators.
+For each: `dvc status` and a no-op `dvc repro` (medians of --repeats), and in rounds that
+alternate the layouts (medians of --transfer-repeats) `dvc push` to an empty folder remote,
+`dvc pull` into a fresh clone (everything: raw data, caches, models) and a `dvc pull` of the raw
+data alone into another fresh clone (the part that differs between the layouts); with --s3, a
+`dvc pull` of the raw data from moto's S3 server through dvc-s3. The load average before and
+after is printed: on a shared machine the short shard-layout commands stretch the most. Sizes:
+62,328 Wikipedia entries (about 60,000 crops), 10,000 Reddit posts and 12,000 Flickr photos,
+from the offline demo generators.
 
-    python benchmarks/scale_pipeline.py --s3        # about 30 minutes on 2 cores
+    python benchmarks/scale_pipeline.py --s3        # about 20 minutes on 2 cores
+    python benchmarks/scale_pipeline.py --keep /tmp/scale    # keeps the copies: a rerun only re-times
     python benchmarks/scale_pipeline.py --wiki 5000 --reddit 1000 --flickr 1000   # smaller
 
 Runs in fresh copies (the working tree is untouched). Training is cut to one epoch of two steps
@@ -29,6 +34,7 @@ from demo_repro import ROOT, copy_project, env, run_sampled  # noqa: E402  (benc
 
 LOOSE_REF = "4ab56bc"  # the last commit whose raw folders hold loose image files
 GIT = ["git", "-c", "user.name=bench", "-c", "user.email=bench@dareg.invalid"]
+RAW_STAGES = ["fetch_wiki", "scrape_reddit", "scrape_flickr"]  # the stages whose outputs are data/raw
 
 
 def overlay(path: Path, wiki: int, reddit: int, flickr: int) -> Path:
@@ -96,33 +102,69 @@ def moto(work: Path):
     raise SystemExit("moto_server did not start")
 
 
-def measure(work: Path, layout: str, args, endpoint: str | None) -> dict:
+def measure_local(work: Path, layout: str, repeats: int) -> dict:
+    """Raw file count; `dvc status` and a no-op `dvc repro`, medians of `repeats`."""
     repo = work / layout
     py = {"PYTHONPATH": str(repo / "src")}
-    raw = repo / "data" / "raw"
-    files = sum(1 for p in raw.rglob("*") if p.is_file())
-    out = {"raw files": files,
-           "dvc status": statistics.median(timed(repo, ["dvc", "status"], args.repeats, py)),
-           "dvc repro (no-op)": statistics.median(timed(repo, ["dvc", "repro"], args.repeats, py))}
-    remote = work / f"remote-{layout}"
+    return {"raw files": sum(1 for p in (repo / "data" / "raw").rglob("*") if p.is_file()),
+            "dvc status": statistics.median(timed(repo, ["dvc", "status"], repeats, py)),
+            "dvc repro (no-op)": statistics.median(timed(repo, ["dvc", "repro"], repeats, py))}
+
+
+def measure_transfers(work: Path, layout: str) -> dict:
+    """One round: push to an empty folder remote, then pull everything, and the raw data
+    alone, each into a fresh clone."""
+    repo, remote = work / layout, work / f"remote-{layout}"
+    shutil.rmtree(remote, ignore_errors=True)
     sh(["dvc", "remote", "add", "-f", "bench", str(remote)], repo)
-    out["dvc push (folder)"] = run_sampled(["dvc", "push", "-r", "bench"], repo)[0]
-    clone = work / f"clone-{layout}"
-    sh(["git", "clone", "-q", str(repo), str(clone)], work)
-    sh(["dvc", "remote", "add", "-f", "bench", str(remote)], clone)
+    out = {"dvc push (folder)": run_sampled(["dvc", "push", "-r", "bench"], repo)[0]}
+    clone = fresh_clone(repo, work / f"clone-{layout}", "bench", str(remote))
     out["dvc pull (folder, fresh clone)"] = run_sampled(["dvc", "pull", "-r", "bench"], clone)[0]
-    if endpoint:
-        sh(["dvc", "remote", "add", "-f", "s3", f"s3://dareg/{layout}"], repo)
-        sh(["dvc", "remote", "modify", "s3", "endpointurl", endpoint], repo)
-        raw_stages = ["fetch_wiki", "scrape_reddit", "scrape_flickr"]
-        run_sampled(["dvc", "push", "-r", "s3", *raw_stages], repo)
-        s3_clone = work / f"s3-clone-{layout}"
-        sh(["git", "clone", "-q", str(repo), str(s3_clone)], work)
-        sh(["dvc", "remote", "add", "-f", "s3", f"s3://dareg/{layout}"], s3_clone)
-        sh(["dvc", "remote", "modify", "s3", "endpointurl", endpoint], s3_clone)
-        out["dvc pull of the raw data (moto S3)"] = run_sampled(["dvc", "pull", "-r", "s3", *raw_stages],
-                                                                s3_clone)[0]
+    raw_clone = fresh_clone(repo, work / f"raw-clone-{layout}", "bench", str(remote))
+    out["dvc pull of the raw data (folder, fresh clone)"] = run_sampled(
+        ["dvc", "pull", "-r", "bench", *RAW_STAGES], raw_clone)[0]
     return out
+
+
+def measure_s3(work: Path, layout: str, endpoint: str) -> dict:
+    """Push the raw data to moto's S3 and time its pull into a fresh clone."""
+    repo = work / layout
+    sh(["dvc", "remote", "add", "-f", "s3", f"s3://dareg/{layout}"], repo)
+    sh(["dvc", "remote", "modify", "s3", "endpointurl", endpoint], repo)
+    run_sampled(["dvc", "push", "-r", "s3", *RAW_STAGES], repo)
+    s3_clone = fresh_clone(repo, work / f"s3-clone-{layout}", "s3", f"s3://dareg/{layout}")
+    sh(["dvc", "remote", "modify", "s3", "endpointurl", endpoint], s3_clone)
+    return {"dvc pull of the raw data (moto S3)":
+            run_sampled(["dvc", "pull", "-r", "s3", *RAW_STAGES], s3_clone)[0]}
+
+
+def fresh_clone(repo: Path, clone: Path, remote: str, url: str) -> Path:
+    """A new `git clone` of `repo` (replacing an earlier one: --keep reruns) with `remote` at `url`."""
+    shutil.rmtree(clone, ignore_errors=True)
+    sh(["git", "clone", "-q", str(repo), str(clone)], clone.parent)
+    sh(["dvc", "remote", "add", "-f", remote, url], clone)
+    return clone
+
+
+def report(args, results: dict, rounds: dict, load_before: tuple) -> None:
+    print(f"\ncpus: {os.cpu_count()}; sizes: wiki {args.wiki}, reddit {args.reddit}, flickr "
+          f"{args.flickr}; medians of {args.repeats} for status and no-op, of "
+          f"{args.transfer_repeats} for push and pulls; load average (1, 5, 15 min) before "
+          f"{', '.join(f'{x:.2f}' for x in load_before)}, after "
+          f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    names = list(results[args.layouts[0]])
+    print(f"{'':48s}" + "".join(f"{layout:>12s}" for layout in args.layouts))
+    for name in names:
+        cells = "".join(f"{results[layout][name]:12,.2f}" if name != "raw files"
+                        else f"{results[layout][name]:12,d}" for layout in args.layouts)
+        print(f"{name:48s}{cells}")
+    for layout in args.layouts:
+        for name in rounds[layout][0]:
+            times = ", ".join(f"{r[name]:.2f}" for r in rounds[layout])
+            print(f"{layout:>6s} {name:41s} rounds: {times}")
+    if set(args.layouts) == {"shards", "loose"}:
+        for name in names[3:]:
+            print(f"{name:48s} loose / shards: x{results['loose'][name] / results['shards'][name]:.1f}")
 
 
 def main() -> None:
@@ -130,7 +172,9 @@ def main() -> None:
     parser.add_argument("--wiki", type=int, default=62_328, help="entries in wiki.mat")
     parser.add_argument("--reddit", type=int, default=10_000, help="Reddit posts")
     parser.add_argument("--flickr", type=int, default=12_000, help="Flickr photos")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=5, help="runs of status and no-op repro")
+    parser.add_argument("--transfer-repeats", type=int, default=3,
+                        help="rounds of push and pulls, the layouts alternating (medians)")
     parser.add_argument("--loose-ref", default=LOOSE_REF)
     parser.add_argument("--layouts", nargs="+", default=["shards", "loose"])
     parser.add_argument("--s3", action="store_true", help="also pull the raw data from moto's S3")
@@ -145,18 +189,18 @@ def main() -> None:
             if not (work / layout / "dvc.lock").exists():
                 shutil.rmtree(work / layout, ignore_errors=True)
                 prepare(work / layout, layout, args.loose_ref, sizes)
-        results = {layout: measure(work, layout, args, endpoint) for layout in args.layouts}
-        print(f"\ncpus: {os.cpu_count()}; sizes: wiki {args.wiki}, reddit {args.reddit}, "
-              f"flickr {args.flickr}; medians of {args.repeats} for status and no-op")
-        names = list(results[args.layouts[0]])
-        print(f"{'':38s}" + "".join(f"{layout:>12s}" for layout in args.layouts))
-        for name in names:
-            cells = "".join(f"{results[layout][name]:12,.2f}" if name != "raw files"
-                            else f"{results[layout][name]:12,d}" for layout in args.layouts)
-            print(f"{name:38s}{cells}")
-        if set(args.layouts) == {"shards", "loose"}:
-            for name in names[3:]:
-                print(f"{name:38s} loose / shards: x{results['loose'][name] / results['shards'][name]:.1f}")
+        load_before = os.getloadavg()
+        results = {layout: measure_local(work, layout, args.repeats) for layout in args.layouts}
+        rounds = {layout: [] for layout in args.layouts}
+        for _ in range(args.transfer_repeats):  # alternating, so a burst of load elsewhere hits both
+            for layout in args.layouts:
+                rounds[layout].append(measure_transfers(work, layout))
+        for layout in args.layouts:
+            results[layout].update({name: statistics.median(r[name] for r in rounds[layout])
+                                    for name in rounds[layout][0]})
+            if endpoint:
+                results[layout].update(measure_s3(work, layout, endpoint))
+        report(args, results, rounds, load_before)
     finally:
         if server:
             server.terminate()

@@ -22,8 +22,8 @@ def main() -> None:
     # every shard is there and long enough, before any decoding starts
     shards.check_shards(pd.concat(tables.values()).rename(columns={"image": "member"}))
     for name, table in tables.items():
-        members = [cache.Member(*row) for row in table[["shard", "offset", "size", "sha256", "image"]]
-                   .itertuples(index=False, name=None)]
+        members = cache.Members.from_columns(*(table[c] for c in ["shard", "offset", "size",
+                                                                  "sha256", "image"]))
         cache.build(members, size, args.out / f"{name}.npy", desc=f"cache {name}")
 
 

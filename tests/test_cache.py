@@ -1,4 +1,5 @@
 """Image cache: square uint8 arrays at the training size, decoded once; bad files named."""
+import io
 import tracemalloc
 
 import numpy as np
@@ -142,3 +143,46 @@ def test_memory_grows_with_the_chunk_not_the_dataset(tmp_path):
     assert peak < array.nbytes / 10, f"peak {peak} bytes for a {array.nbytes}-byte cache"
     reds = [int(array[i, 32, 32, 0]) for i in (0, 255, 1199)]
     assert np.abs(np.subtract(reds, [0, 255, 1199 % 256])).max() <= 3  # rows in order (JPEG-close)
+
+
+def png_bomb(width: int, height: int) -> bytes:
+    """A PNG whose header says width x height greyscale pixels and whose data is a few bytes of
+    zlib (a real decompression bomb's shape: the pixels exist only once decoded)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+            + chunk(b"IEND", b""))
+
+
+def jpeg_claiming(width: int, height: int) -> bytes:
+    """A real small JPEG whose frame header (SOF0) is rewritten to claim width x height."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), (90, 120, 30)).save(buffer, "JPEG")
+    data = bytearray(buffer.getvalue())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(data)
+
+
+@pytest.mark.parametrize("name, data, decoder", [
+    ("bomb.png", png_bomb(40_000, 40_000), "Pillow"),      # 1.6 gigapixels: Pillow's own error
+    ("big.png", png_bomb(10_000, 10_000), "Pillow"),       # 100 MP: Pillow alone would only warn
+    ("bomb.jpg", jpeg_claiming(60_000, 60_000), "simplejpeg"),  # simplejpeg never checks
+])
+def test_a_decompression_bomb_is_refused_before_decoding(tmp_path, name, data, decoder):
+    """Images from wiki.source path/url reach the cache without the downloader's guard: the
+    cache refuses more pixels than Pillow's MAX_IMAGE_PIXELS from the header, in one line."""
+    path = tmp_path / name
+    path.write_bytes(data)
+    tracemalloc.start()
+    with pytest.raises(DataError, match=rf"{name}: .*pixels.* decompression bomb") as err:
+        cache.build([str(path)], 64, tmp_path / "c.npy", workers=1)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert "\n" not in str(err.value) and peak < 50_000_000, (decoder, peak)
+    assert not (tmp_path / "c.npy").exists()

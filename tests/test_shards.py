@@ -1,9 +1,11 @@
 """Tar shards of raw images: names, bytes and hashes round-trip; bad shards and names are refused
 with one line; the cache reads members by offset, checking their sha256."""
 import hashlib
+import pickle
 import subprocess
 import sys
 import tarfile
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -109,9 +111,10 @@ def test_old_loose_layout_names_the_fix(tmp_path):
         shards.read_index(tmp_path)
 
 
-def members(index: pd.DataFrame, folder: Path) -> list:
-    return [cache.Member(str(folder / r.shard), r.offset, r.size, r.sha256, r.member)
-            for r in index.itertuples()]
+def compact(index: pd.DataFrame, folder: Path) -> cache.Members:
+    """The index's rows as cache.Members, straight from the table's columns (as stages/cache.py)."""
+    return cache.Members.from_columns([str(folder / s) for s in index["shard"]], index["offset"],
+                                      index["size"], index["sha256"], index["member"])
 
 
 def test_the_cache_from_shards_equals_the_cache_from_files(tmp_path):
@@ -120,18 +123,65 @@ def test_the_cache_from_shards_equals_the_cache_from_files(tmp_path):
     for name, data in FILES.items():
         (loose / name).parent.mkdir(parents=True, exist_ok=True)
         (loose / name).write_bytes(data)
-    cache.build(members(index, tmp_path / "raw"), 64, tmp_path / "a.npy", workers=2, chunk=3)
+    cache.build(compact(index, tmp_path / "raw"), 64, tmp_path / "a.npy", workers=2, chunk=3)
+    cache.build(compact(index, tmp_path / "raw"), 64, tmp_path / "m.npy", workers=2, chunk=5)
     cache.build([str(loose / m) for m in index["member"]], 64, tmp_path / "b.npy", workers=2)
-    assert np.array_equal(np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy"))
+    expected = np.stack([cache.load_square(str(loose / m), 64) for m in index["member"]])
+    for name in ["a", "m", "b"]:  # rows in order, each the image load_square gives (predict's)
+        assert np.array_equal(np.load(tmp_path / f"{name}.npy"), expected)
+
+
+def test_members_round_trip_through_compact_arrays_and_pickled_chunks(tmp_path):
+    """Each row's shard, offset, size, sha256 and name come back, also from a chunk sent to a
+    worker, at a few dozen bytes an image."""
+    index = pack(tmp_path, max_bytes=12_000)
+    listed = compact(index, tmp_path)
+    assert len(listed) == len(index) and len(listed.shards) == index["shard"].nunique() > 1
+    chunk = pickle.loads(pickle.dumps(listed[5:9]))
+    for got, rows in [(listed, index), (chunk, index.iloc[5:9])]:
+        for i, row in enumerate(rows.itertuples()):
+            assert got.shards[got.shard[i]] == str(tmp_path / row.shard)
+            assert (got.offset[i], got.size[i]) == (row.offset, row.size)
+            assert got.digest[i].tobytes().hex() == row.sha256 and got.name[i].decode() == row.member
+    per_image = sum(getattr(listed, k).nbytes for k in ["shard", "offset", "size", "digest", "name"])
+    assert per_image / len(listed) <= 52 + max(map(len, FILES))
+
+
+@pytest.mark.parametrize("bad", ["0" * 63, "z" * 64, float("nan")])
+def test_a_table_sha256_that_is_not_a_digest_is_named(tmp_path, bad):
+    index = pack(tmp_path)
+    index.loc[4, "sha256"] = bad
+    with pytest.raises(DataError, match=rf"{index['member'][4]}: sha256 .* is not 64 hex digits"):
+        compact(index, tmp_path)
 
 
 def test_bytes_that_do_not_match_their_sha256_stop_the_cache(tmp_path):
     index = pack(tmp_path)
-    wrong = members(index, tmp_path)
-    wrong[3] = cache.Member(wrong[3].shard, wrong[3].offset, wrong[3].size, "0" * 64, wrong[3].name)
-    with pytest.raises(DataError, match=f"the bytes of {wrong[3].name} do not match its sha256"):
-        cache.build(wrong, 64, tmp_path / "c.npy", workers=1)
+    index.loc[3, "sha256"] = "0" * 64
+    with pytest.raises(DataError, match=f"the bytes of {index['member'][3]} do not match its sha256"):
+        cache.build(compact(index, tmp_path), 64, tmp_path / "c.npy", workers=1)
     assert not (tmp_path / "c.npy").exists()
+
+
+def test_the_parents_memory_in_a_cache_build_does_not_grow_with_the_image_count(tmp_path):
+    """From Members, the parent allocates the same at 200 and at 1,600 images: chunks are
+    submitted a few at a time, and the listing is arrays made before the build."""
+    index = pack(tmp_path, {f"{i}.jpg": jpeg(i, (40, 32)) for i in range(1600)})
+    peaks = []
+    for count in [200, 200, 1600]:  # the first run warms up imports and caches
+        listed = compact(index.iloc[:count], tmp_path)
+        tracemalloc.start()
+        cache.build(listed, 32, tmp_path / "c.npy", workers=2, chunk=8)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    assert peaks[2] - peaks[1] < 10 * 1400, f"peak allocations {peaks[1:]} bytes at 200 and 1,600 images"
+
+
+def test_the_cache_workers_start_without_pandas():
+    """dareg.cache (the workers, predict) imports no pandas: it takes ~0.3 s and ~30 MB a process."""
+    code = "import sys, dareg.cache; print('pandas' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"
 
 
 def test_one_image_out_of_a_shard_for_a_look(tmp_path):

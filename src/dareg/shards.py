@@ -26,12 +26,14 @@ import os
 import shutil
 import tarfile
 from pathlib import Path, PurePosixPath
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from dareg.errors import DataError
 from dareg.hashes import sha256_bytes
 from dareg.io import atomic_path
+
+if TYPE_CHECKING:  # imported where used: pandas takes ~0.3 s, and the cache's workers need none of it
+    import pandas as pd
 
 # 256 MiB a shard: the real Wikipedia crops (about 800 MB) make 4 shards, Reddit and Flickr a few
 # each, so DVC handles ten files, not 77,000; benchmarks/scale_pipeline.py measured status, push
@@ -96,6 +98,7 @@ class ShardWriter:
 
     def close(self) -> pd.DataFrame:
         """Finish the last shard and write the index; returns it."""
+        import pandas as pd
         self._finish_shard()
         index = pd.DataFrame(self.rows, columns=INDEX_COLUMNS)
         with atomic_path(self.root / FOLDER / INDEX) as tmp:
@@ -138,6 +141,7 @@ def index_path(folder: Path) -> Path:
 def read_index(folder: Path) -> pd.DataFrame:
     """The index of a raw folder's shards; a one-line error for a folder in the old layout (loose
     NN/*.jpg, made before shards) or without shards."""
+    import pandas as pd
     folder = Path(folder)
     path = index_path(folder)
     if not path.is_file():
