@@ -26,7 +26,7 @@ demo: setup
 test: setup
 	python -m pytest
 
-# make profile PROFILE=seeds : rewrite params.yaml with profiles/$(PROFILE).yaml (git checkout params.yaml undoes it)
+# make profile PROFILE=original : rewrite params.yaml with profiles/$(PROFILE).yaml (git checkout params.yaml undoes it)
 profile: setup
 	python -m dareg.profile profiles/$(PROFILE).yaml
 

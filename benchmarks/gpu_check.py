@@ -15,7 +15,7 @@ runs, in about 5 minutes on one H200, and prints one table (also written as JSON
   4. loader:     the training loop as dareg runs it (uint8 cache moved to the GPU once, batches
                  sampled there) against the same loop on a batch already on the GPU: the share
                  of the loop's time the GPU does not wait; and the loop fed from the host cache
-  5. seeds:      the original codebases' profile end to end (profiles/seeds.yaml: the seeds' age
+  5. original:   the original codebases' profile end to end (profiles/original.yaml: their age
                  split sizes, 128 px, full width, its epochs and steps; synthetic images) through
                  dareg.train.fit and the evaluate functions, one seed per regime, each regime's
                  wall time (steps cut, and said so, if the budget would be exceeded)
@@ -275,20 +275,20 @@ def section_loader(device, sizes, p) -> dict:
             "target": TARGETS["loader"], "met": busy >= TARGETS["loader"]}
 
 
-def seeds_params(smoke: bool) -> params_mod.Params:
+def original_params(smoke: bool) -> params_mod.Params:
     import yaml
 
     base = yaml.safe_load((ROOT / "params.yaml").read_text())
-    profile.merge(base, yaml.safe_load((ROOT / "profiles" / "seeds.yaml").read_text()))
-    p = params_mod.parse(base, "params.yaml + profiles/seeds.yaml")
+    profile.merge(base, yaml.safe_load((ROOT / "profiles" / "original.yaml").read_text()))
+    p = params_mod.parse(base, "params.yaml + profiles/original.yaml")
     if smoke:
         p = replace(p, model=replace(p.model, width=0.125),
                     train=replace(p.train, epochs=1, steps_per_epoch=2))
     return p
 
 
-def section_seeds(device, p: params_mod.Params, smoke: bool, budget_s: float) -> dict:
-    """Every regime of the seeds profile's run.regimes, one seed, on synthetic images at the
+def section_original(device, p: params_mod.Params, smoke: bool, budget_s: float) -> dict:
+    """Every regime of the original codebases' profile's run.regimes, one seed, on synthetic images at the
     profile's age split sizes (target_labeled split 80/20 into train/val), through fit + evaluate."""
     age = p.split.age
     val = round(age.target_labeled * p.split.val_fraction)
@@ -387,9 +387,9 @@ def table(report: dict) -> str:
         row(f"loader, regime {ld['regime']} ({per})",
             f"GPU busy {ld['busy_share']:.0%} of the loop (host cache: {ld['host_cache_busy_share']:.0%})",
             f">= {ld['target']:.0%}: {'met' if ld['met'] else 'NOT met'}")
-    if "seeds" in s and "error" not in s["seeds"]:
-        sd = s["seeds"]
-        head = (f"seeds profile, {sd['epochs']} x {sd['steps_per_epoch']} steps, "
+    if "original" in s and "error" not in s["original"]:
+        sd = s["original"]
+        head = (f"original codebases' profile, {sd['epochs']} x {sd['steps_per_epoch']} steps, "
                 f"{sd['image_size']} px, splits {sd['sizes']}")
         row(head, sd["note"] or "as the profile says")
         for name, r in sd["regimes"].items():
@@ -403,9 +403,9 @@ def table(report: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "gpu_check.json")
-    parser.add_argument("--sections", nargs="+", default=["tests", "matmul", "throughput", "loader", "seeds"])
-    parser.add_argument("--seeds-budget", type=float, default=150.0,
-                        help="seconds the seeds-profile section may take (steps are cut to fit)")
+    parser.add_argument("--sections", nargs="+", default=["tests", "matmul", "throughput", "loader", "original"])
+    parser.add_argument("--original-budget", type=float, default=150.0,
+                        help="seconds the original-profile section may take (steps are cut to fit)")
     parser.add_argument("--cpu-smoke", action="store_true", help="every section on the CPU at toy sizes")
     args = parser.parse_args()
     if not args.cpu_smoke and not torch.cuda.is_available():
@@ -436,9 +436,9 @@ def main() -> int:
                 result = section_throughput(device, sizes, p, ceiling, report["peak_tflops"])
             elif section == "loader":
                 result = section_loader(device, sizes, p)
-            elif section == "seeds":
-                result = section_seeds(device, seeds_params(args.cpu_smoke), args.cpu_smoke,
-                                       args.seeds_budget)
+            elif section == "original":
+                result = section_original(device, original_params(args.cpu_smoke), args.cpu_smoke,
+                                       args.original_budget)
             else:
                 raise ValueError(f"unknown section {section!r}")
         except Exception as err:  # report it and go on: one failure must not hide the rest

@@ -35,13 +35,13 @@ def test_cpu_smoke_runs_every_section_and_the_cuda_tests(tmp_path):
     report = json.loads(out.read_text())
     assert report["ok"] and report["smoke"] and report["device"] == "cpu"
     sections = report["sections"]
-    assert set(sections) == {"tests", "matmul", "throughput", "loader", "seeds"}
+    assert set(sections) == {"tests", "matmul", "throughput", "loader", "original"}
     tests = sections["tests"]
     assert tests["failed"] == 0 and tests["passed"] >= 15  # the CUDA tests, run on the CPU
     assert {"singh7", "vgg16"} <= set(sections["throughput"])
     assert sections["throughput"]["vgg16"]["gflop_per_image"] > 0  # FLOPs were counted
     assert 0 < sections["loader"]["busy_share"] <= 1.5
-    seeds = sections["seeds"]["regimes"]
+    seeds = sections["original"]["regimes"]
     assert "da_seed" in seeds and all(r["finite"] for r in seeds.values())
     assert "CPU SMOKE RUN" in result.stdout and "| pytest -m cuda |" in result.stdout
 
@@ -71,7 +71,7 @@ def test_the_check_runs_where_only_torch_and_the_scientific_stack_are_installed(
                            text=True)
     assert probe.returncode != 0 and "not installed here" in probe.stderr  # the blocker works
     out = tmp_path / "gpu.json"
-    result = subprocess.run(CHECK + ["--cpu-smoke", "--sections", "tests", "seeds", "--out", str(out)],
+    result = subprocess.run(CHECK + ["--cpu-smoke", "--sections", "tests", "original", "--out", str(out)],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert json.loads(out.read_text())["sections"]["tests"]["failed"] == 0

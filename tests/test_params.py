@@ -25,7 +25,7 @@ CONTRACT_REGIMES = {"no_source", "no_da", "da", "da_coral", "da_rsd", "da_daregr
                     "da_adabn"}
 
 
-@pytest.mark.parametrize("name", ["seeds", "tiny", "faces"])
+@pytest.mark.parametrize("name", ["original", "tiny", "faces"])
 def test_profiles_apply_and_load(name, tmp_path):
     p = with_profile(name, tmp_path)
     assert set(p.regimes) >= CONTRACT_REGIMES
@@ -39,7 +39,7 @@ def test_the_tests_and_the_face_benchmark_run_every_contract_regime(name, tmp_pa
     assert set(params.load(ROOT / "params.yaml").run.regimes) >= {"no_source", "no_da", "da"}
 
 
-@pytest.mark.parametrize("name", [None, "seeds", "tiny", "faces"])
+@pytest.mark.parametrize("name", [None, "original", "tiny", "faces"])
 def test_every_declared_control_draws_the_same_labeled_images(name, tmp_path):
     """In every profile, a regime and its control draw the same source and target_labeled counts
     a step and the control weighs no alignment term: only the alignment (and unlabeled) differs."""
@@ -79,7 +79,7 @@ def test_run_regimes_must_be_defined_and_list_their_controls():
 def test_the_seeds_own_regime_keeps_its_form_in_every_profile(tmp_path):
     """da_seed: the first seed's 8/2/6 batch, MMD 1000, smoothing 100, its kernel and its sum
     smoothing with gradient through the kernel; its control no_da_seed draws the same labels."""
-    for p in (params.load(ROOT / "params.yaml"), with_profile("seeds", tmp_path)):
+    for p in (params.load(ROOT / "params.yaml"), with_profile("original", tmp_path)):
         seed = p.regimes["da_seed"]
         assert seed.batch == {"source": 8, "target_labeled": 2, "target_unlabeled": 6}
         assert seed.weights == {"supervised": 1.0, "mmd": 1000.0, "smoothing": 100.0}
@@ -109,9 +109,9 @@ def test_demo_profile_loads():
     assert params.load(ROOT / "params.yaml").wiki.source == "demo"
 
 
-def test_seeds_profile_matches_the_seeds(tmp_path):
-    """The seeds' profile: their split sizes, 128x128, full width, 10 epochs, real sources."""
-    p = with_profile("seeds", tmp_path)
+def test_original_profile_matches_the_original_codebases(tmp_path):
+    """The original codebases' profile: their split sizes, 128x128, full width, 10 epochs, real sources."""
+    p = with_profile("original", tmp_path)
     assert (p.split.age.source, p.split.age.target_labeled, p.split.age.target_unlabeled,
             p.split.age.target_test) == (3480, 870, 2610, 4000)
     assert (p.split.popularity.source, p.split.popularity.target_labeled,
@@ -121,9 +121,9 @@ def test_seeds_profile_matches_the_seeds(tmp_path):
     assert (p.losses.bandwidth, p.losses.scales) == ("feature_dim", [1.0])  # the seed's kernel
 
 
-def test_seeds_split_sizes_are_consistent_with_the_datasets(tmp_path):
+def test_original_split_sizes_are_consistent_with_the_datasets(tmp_path):
     """Age: 870 + 4000 labeled male faces, 2610 unlabeled; popularity: 1440 + 5500 + 5500 = 12440."""
-    p = with_profile("seeds", tmp_path).split
+    p = with_profile("original", tmp_path).split
     assert p.age.target_labeled + p.age.target_test == 4870
     pop = p.popularity
     assert pop.target_labeled + pop.target_test + pop.target_unlabeled == 12440

@@ -52,7 +52,8 @@ def load_split(cache_dir: Path, splits_dir: Path, name: str, scaling: dict | Non
         bad = np.flatnonzero(~np.isfinite(raw))
         if len(bad):
             raise DataError(f"{csv}: line {bad[0] + 2} has label {raw[bad[0]]} ({len(bad)} rows "
-                            f"not finite); fix the raw table and rerun the labels stage (dvc repro)")
+                            f"not finite); fix the raw table, then rerun the labels stage "
+                            f"(dvc repro)")
         if scaling is not None:
             labels = scale_labels(raw, scaling)
     return Split(images, labels)

@@ -1,6 +1,6 @@
 """Profiles: small overlays of params.yaml (the demo profile) for other settings.
 
-`python -m dareg.profile profiles/seeds.yaml` rewrites params.yaml with the overlay's values,
+`python -m dareg.profile profiles/original.yaml` rewrites params.yaml with the overlay's values,
 keeping its comments; every overlay key must already exist there (a typo fails, naming the key).
 """
 from __future__ import annotations
