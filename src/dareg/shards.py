@@ -35,11 +35,12 @@ from dareg.io import atomic_path
 if TYPE_CHECKING:  # imported where used: pandas takes ~0.3 s, and the cache's workers need none of it
     import pandas as pd
 
-# 256 MiB a shard: the real Wikipedia crops (about 800 MB) make 4 shards, Reddit and Flickr a few
-# each, so DVC handles ten files, not 77,000; benchmarks/scale_pipeline.py measured status, push
-# and pull at this size against the loose layout (docs/benchmarks.md). Readers go by offset, so
-# the shard count does not limit their parallelism; a changed image re-uploads one shard.
-SHARD_BYTES = 256 << 20
+# 64 MiB a shard, from benchmarks/shard_size.py (docs/benchmarks.md, "Shard size"): on ~800 MB of
+# crops (the real Wikipedia size) 16, 64, 256 and 1024 MiB gave the same `dvc status`, push, pull
+# and cache-build rate (DVC's start-up dominates; readers go by offset, so the shard count does not
+# limit their parallelism), but a changed image re-uploads its whole shard: 72 MiB with the index
+# at 64 MiB, 264 at 256. The Wikipedia crops make 13 shards: DVC handles tens of files, not 77,000.
+SHARD_BYTES = 64 << 20
 FOLDER = "shards"
 INDEX = "index.csv"
 INDEX_COLUMNS = ["member", "shard", "offset", "size", "sha256"]
