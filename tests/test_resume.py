@@ -106,3 +106,15 @@ def test_a_train_stage_killed_in_its_second_seed_keeps_the_first(pipeline, tmp_p
     assert not list(resume.iterdir())
     curve = (repo / "metrics/train/age/no_source/plots/metrics/seed-0/val/mae.tsv").read_text()
     assert len(curve.splitlines()) == 1 + 2  # header and both epochs, replayed
+
+
+def test_equal_checkpoints_are_equal_bytes_wherever_they_are_saved(tmp_path):
+    """The same checkpoint saved twice (each through its own random temporary name) gives the
+    same bytes, so a rerun that trains the same weights leaves DVC's hash of models/ unchanged."""
+    state = {"format": "dareg-checkpoint-1", "weights": torch.arange(6.0).reshape(2, 3), "epoch": 3,
+             "history": [{"val/mae": 1.5}]}
+    checkpoint.save(state, tmp_path / "a" / "seed-0.pt")
+    checkpoint.save(state, tmp_path / "b" / "seed-0.pt")
+    first, second = ((tmp_path / d / "seed-0.pt").read_bytes() for d in "ab")
+    assert first == second and torch.equal(checkpoint.load(tmp_path / "a" / "seed-0.pt")["weights"],
+                                           state["weights"])

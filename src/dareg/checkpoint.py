@@ -31,7 +31,15 @@ def make(state: dict, model_params: params_mod.Model, image_size: int, scaling: 
 
 def save(checkpoint: dict, path: Path) -> None:
     with atomic_path(path) as tmp:
-        torch.save(checkpoint, tmp)
+        _save(checkpoint, tmp)
+
+
+def _save(obj: dict, path: Path) -> None:
+    """torch.save through an open file: given a path, torch names the archive's records after the
+    file (here a random temporary name), so equal checkpoints would differ byte for byte and DVC
+    would see new models on every run; a file object gets the fixed name `archive`."""
+    with open(path, "wb") as f:
+        torch.save(obj, f)
 
 
 def load(path: Path) -> dict:
@@ -98,7 +106,7 @@ def save_state(path: Path, run: dict, model, optimizer, streams: dict, rng) -> N
              "streams": {n: {"order": torch.from_numpy(s.state()["order"]), "pos": s.state()["pos"]}
                          for n, s in streams.items()}}
     with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+        _save(state, tmp)
 
 
 def restore_state(path: Path, model, optimizer, streams: dict, rng) -> dict:
