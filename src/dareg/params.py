@@ -74,9 +74,9 @@ class Reddit:
     subreddits: list[str]
     listing: Literal["top", "hot", "new"]
     time_filter: Literal["hour", "day", "week", "month", "year", "all"]
-    limit: int
+    limit: int = at_least(1)
     ids_csv: str
-    demo_posts: int
+    demo_posts: int = at_least(1)
     demo_seed: int
     demo_now: str
 
@@ -92,10 +92,10 @@ class Flickr:
     license: str
     content_type: int
     url_size: str
-    per_page: int
-    max_photos: int
-    calls_per_second: float
-    demo_photos: int
+    per_page: int = within(1, 500)  # Flickr's own bounds for photos.search
+    max_photos: int = at_least(1)
+    calls_per_second: float = above(0)
+    demo_photos: int = at_least(1)
     demo_seed: int
     demo_now: str
 
