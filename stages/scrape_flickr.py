@@ -48,7 +48,7 @@ def main() -> None:
     config = params.load()
     cfg = config.flickr
     search = flickr.Search.from_params(cfg)
-    clock = download.scrape_clock(cfg.source, cfg.demo_now, "flickr.demo_now")
+    clock = download.scrape_clock(cfg.source, cfg.demo_now)
     with ExitStack() as stack:
         api_key, api_secret, rest_url, calls_per_second = open_service(
             cfg, (search.min_upload, search.max_upload), clock, stack)

@@ -43,7 +43,7 @@ def main() -> None:
     args = parser.parse_args()
     config = params.load()
     cfg = config.reddit
-    clock = download.scrape_clock(cfg.source, cfg.demo_now, "reddit.demo_now")
+    clock = download.scrape_clock(cfg.source, cfg.demo_now)
     with ExitStack() as stack:
         client_id, client_secret, base_url = open_service(cfg, clock, stack)
         ids = reddit.read_ids(cfg.ids_csv) if cfg.ids_csv else None

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from dareg import download, labels
+from dareg import download, labels, params
 from dareg.demo import flickr_api, social
 from dareg.params import ParamsError
 
@@ -88,16 +88,18 @@ def test_api_scrape_keeps_the_real_clock(tmp_path):
 
 
 def test_scrape_clock_is_fixed_for_the_demo_and_real_for_the_api():
-    assert download.scrape_clock("demo", DEMO_NOW, "flickr.demo_now")() == 1420070400.0
-    assert download.scrape_clock("demo", "2015-01-01T00:00:00+00:00", "k")() == 1420070400.0
-    assert download.scrape_clock("api", DEMO_NOW, "flickr.demo_now") is time.time
+    assert download.scrape_clock("demo", DEMO_NOW)() == 1420070400.0
+    assert download.scrape_clock("demo", "2015-01-01T00:00:00+00:00")() == 1420070400.0
+    assert download.scrape_clock("api", DEMO_NOW) is time.time
 
 
 @pytest.mark.parametrize("value", ["2015-01-01T00:00:00", "2015-01-01T00:00:00+02:00", "soon", ""])
-def test_a_demo_now_without_utc_is_refused_naming_the_key(value):
-    with pytest.raises(ParamsError, match=re.escape(f"reddit.demo_now {value!r} is not an ISO 8601 "
+def test_a_demo_now_without_utc_is_refused_at_load_naming_the_key(value):
+    data = yaml.safe_load((ROOT / "params.yaml").read_text())
+    data["reddit"]["demo_now"] = value
+    with pytest.raises(ParamsError, match=re.escape(f"reddit: demo_now: {value!r} is not an ISO 8601 "
                                                     f"UTC time; write it quoted")):
-        download.scrape_clock("demo", value, "reddit.demo_now")
+        params.parse(data)
 
 
 def test_a_demo_now_before_the_upload_window_stops_the_stage_in_one_line(tmp_path):

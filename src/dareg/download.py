@@ -17,7 +17,6 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import fields, replace
-from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Callable
@@ -33,7 +32,7 @@ from dareg import progress, shards
 from dareg.download_store import Item, Result, Store
 from dareg.errors import DataError
 from dareg.hashes import sha256_bytes
-from dareg.params import Download, ParamsError
+from dareg.params import Download, utc_seconds
 
 OUTCOMES = ("ok", "duplicate", "not_found", "not_image", "too_large", "corrupt", "timeout", "error")
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -242,18 +241,12 @@ def utc_iso(seconds: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
-def scrape_clock(source: str, demo_now: str, key: str) -> Callable[[], float]:
+def scrape_clock(source: str, demo_now: str) -> Callable[[], float]:
     """The clock a scrape reads "now" from: the real one for source `api`; for the demo,
-    `demo_now` (ISO 8601 UTC, params key `key`), fixed, so that two demo runs write the same
-    tables. `demo_now` is checked either way."""
-    try:
-        fixed = datetime.fromisoformat(demo_now)
-    except (TypeError, ValueError):
-        fixed = None
-    if fixed is None or fixed.utcoffset() != timedelta(0):
-        raise ParamsError(f"params.yaml: {key} {demo_now!r} is not an ISO 8601 UTC time; write "
-                          f"it quoted, like \"2015-01-01T00:00:00Z\"")
-    return time.time if source == "api" else lambda: fixed.timestamp()
+    `demo_now` (ISO 8601 UTC, checked when params load), fixed, so that two demo runs write the
+    same tables."""
+    fixed = utc_seconds(demo_now, "demo_now")
+    return time.time if source == "api" else lambda: fixed
 
 
 def kept_rows(rows: list[dict], results: list[Result], packed: dict[str, dict]) -> list[dict]:

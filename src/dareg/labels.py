@@ -26,15 +26,14 @@ def require_columns(frame: pd.DataFrame, columns: list[str], origin: str) -> Non
                         f"(rerun the stage that writes this file)")
 
 
-def require_finite(frame: pd.DataFrame, origin: str, key: str, raw: str) -> pd.DataFrame:
-    """`frame` unchanged if every label is finite; else a DataError naming the first bad row of
-    `origin` by its `key` column and the `raw` columns its label came from."""
-    bad = np.flatnonzero(~np.isfinite(frame["label"].to_numpy(dtype=float)))
+def require_finite(labels: np.ndarray, ids: pd.Series, origin: str, key: str, raw: str) -> None:
+    """A DataError naming the first row of `origin` (by its `key`, from `ids`) whose label is not
+    finite, and the `raw` columns its label came from."""
+    bad = np.flatnonzero(~np.isfinite(labels))
     if len(bad):
-        row = frame.iloc[bad[0]]
-        raise DataError(f"{origin}: {key} {row[key]} gives label {row['label']} from {raw} "
-                        f"(one of {len(bad)} rows); fix or drop those rows and rerun dvc repro")
-    return frame
+        raise DataError(f"{origin}: {key} {ids.iloc[bad[0]]} gives label {labels[bad[0]]} from "
+                        f"{raw} (one of {len(bad)} rows); fix or drop those rows and rerun dvc "
+                        f"repro")
 
 
 def numbers(column: pd.Series) -> np.ndarray:
@@ -61,16 +60,16 @@ def age_labels(female: pd.DataFrame, male: pd.DataFrame, image_root: Path,
     parts = []
     for domain, frame in (("source", female), ("target", male)):
         require_columns(frame, ["path", *SHARD_COLUMNS, "age", "name"], f"clean wiki ({domain})")
-        part = pd.DataFrame({
+        age = numbers(frame["age"])
+        require_finite(age / params.divisor, frame["path"], f"clean wiki ({domain})", "path", "age")
+        parts.append(pd.DataFrame({
             "domain": domain,
             **image_columns(frame, image_root, "path"),
             "group": (f"celeb:{i}" for i in frame["celeb_id"]) if "celeb_id" in frame
                      else "person:" + frame["name"].fillna("").astype(str),
-            "raw": numbers(frame["age"]),
-            "label": numbers(frame["age"]) / params.divisor,
-        })
-        parts.append(require_finite(part.assign(path=frame["path"].to_numpy()), f"clean wiki "
-                                    f"({domain})", "path", "age").drop(columns="path"))
+            "raw": age,
+            "label": age / params.divisor,
+        }))
     return pd.concat(parts, ignore_index=True)
 
 
@@ -117,8 +116,8 @@ def popularity_labels(posts: pd.DataFrame, photos: pd.DataFrame, reddit_root: Pa
         "raw": numbers(photos["views"]),
         "label": flickr_label(photos, params.flickr_transform),
     })
-    require_finite(source.assign(id=posts["id"].to_numpy()), "posts.csv", "id", "score")
-    require_finite(target.assign(id=photos["id"].to_numpy()), "photos.csv", "id",
+    require_finite(source["label"].to_numpy(), posts["id"], "posts.csv", "id", "score")
+    require_finite(target["label"].to_numpy(), photos["id"], "photos.csv", "id",
                    "views, date_upload and scraped_at")
     return pd.concat([source, target], ignore_index=True)
 

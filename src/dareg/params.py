@@ -7,6 +7,7 @@ import re
 import types
 import typing
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -78,7 +79,10 @@ class Reddit:
     ids_csv: str
     demo_posts: int = at_least(1)
     demo_seed: int
-    demo_now: str
+    demo_now: str  # the demo's fixed "now", ISO 8601 UTC (dareg.download.scrape_clock)
+
+    def __post_init__(self):
+        utc_seconds(self.demo_now, "demo_now")
 
 
 @dataclass(frozen=True)
@@ -97,7 +101,23 @@ class Flickr:
     calls_per_second: float = above(0)
     demo_photos: int = at_least(1)
     demo_seed: int
-    demo_now: str
+    demo_now: str  # as reddit.demo_now
+
+    def __post_init__(self):
+        utc_seconds(self.demo_now, "demo_now")
+
+
+def utc_seconds(value: str, key: str) -> float:
+    """Unix seconds of an ISO 8601 UTC time ("2015-01-01T00:00:00Z"); a ParamsError naming `key`
+    for anything else (no zone, another zone, not a time)."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        moment = None
+    if moment is None or moment.utcoffset() != timedelta(0):
+        raise ParamsError(f"{key}: {value!r} is not an ISO 8601 UTC time; write it quoted, like "
+                          f"\"2015-01-01T00:00:00Z\"")
+    return moment.timestamp()
 
 
 @dataclass(frozen=True)
