@@ -28,7 +28,7 @@ from dareg.data import unscale
 from dareg.train import predict
 
 # Per method: the terms its weight w sets (as multiples of w) and the default log grid of w.
-# da keeps the first seed's MMD : smoothing ratio (1000 : 100); DARE-GRAM its paper's
+# da keeps the original codebase's MMD : smoothing ratio (1000 : 100); DARE-GRAM its paper's
 # angle : scale ratio (0.05 : 0.001).
 METHODS = {
     "da": ({"mmd": 1.0, "smoothing": 0.1}, [1e-3, 1e-2, 1e-1, 1.0]),

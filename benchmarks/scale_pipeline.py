@@ -29,7 +29,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from dareg import profile
 from demo_repro import ROOT, copy_project, env, run_sampled  # noqa: E402  (benchmarks/ on sys.path)
 
 LOOSE_REF = "4ab56bc"  # the last commit whose raw folders hold loose image files
@@ -66,7 +65,9 @@ def prepare(repo: Path, layout: str, loose_ref: str, sizes: Path) -> None:
         sh(["git", "init", "-q"], repo)
         sh([*GIT, "add", "-A"], repo)
         sh([*GIT, "commit", "-qm", "loose layout"], repo)
-    profile.apply(repo / "params.yaml", sizes, repo / "params.yaml")
+    # each tree's own code checks its own params.yaml (the loose tree's schema is older)
+    subprocess.run([sys.executable, "-m", "dareg.profile", str(sizes)], cwd=repo, check=True,
+                   env={**env(), "PYTHONPATH": str(repo / "src")}, stdout=subprocess.DEVNULL)
     # the stages import dareg from their own src/ (the loose tree's code is not this one's)
     seconds, peak, _ = run_sampled(["dvc", "repro"], repo, extra_env={"PYTHONPATH": str(repo / "src")})
     print(f"[{layout}] dvc repro (full, data generated and scraped): {seconds:7.1f} s", flush=True)

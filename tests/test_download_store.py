@@ -104,6 +104,21 @@ def test_a_torn_last_manifest_line_is_ignored(base_url, tmp_path):
     assert len(Store(tmp_path / "run" / "store").entries()) == 2
 
 
+def test_a_killed_runs_temporaries_are_removed_and_its_manifest_kept(base_url, tmp_path):
+    items = [Item("a", f"{base_url}/img/1.jpg")]
+    run(items, tmp_path)
+    store = tmp_path / "run" / "store"
+    manifest = (store / "manifest.jsonl").read_text()
+    half_rewrite = store / ".manifest.jsonl.k1ll3d00.tmp"  # compact() killed before its rename
+    half_file = store / "files" / ".b.jpg.k1ll3d00.tmp"  # a download killed mid-write
+    half_rewrite.write_text(manifest[:10])
+    half_file.write_bytes(b"\xff\xd8")
+    assert [r.outcome for r in run(items, tmp_path)] == ["ok"]
+    assert not half_rewrite.exists() and not half_file.exists()
+    assert (store / "manifest.jsonl").read_text() == manifest
+    assert sum(Handler.hits.values()) == 1  # the kept entry was reused, nothing fetched again
+
+
 CHILD = """
 import json, sys
 from dareg import download

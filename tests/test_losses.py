@@ -132,7 +132,7 @@ def test_graph_smoothing_does_not_move_features_and_does_not_grow_with_the_batch
 
 
 def test_seed_smoothing_can_be_lowered_by_pushing_the_domains_apart(samples):
-    """The first seed's form has a gradient through the kernel: it rewards separating the domains."""
+    """The original codebase's form has a gradient through the kernel: it rewards separating the domains."""
     s, t = samples
     y_s, y_t = torch.zeros(8), torch.ones(6)
     near = float(losses.smoothing(s, t, y_s, y_t, [2.0], "seed"))

@@ -77,7 +77,7 @@ def test_run_regimes_must_be_defined_and_list_their_controls():
 
 
 def test_the_seeds_own_regime_keeps_its_form_in_every_profile(tmp_path):
-    """da_seed: the first seed's 8/2/6 batch, MMD 1000, smoothing 100, its kernel and its sum
+    """da_seed: the original codebase's 8/2/6 batch, MMD 1000, smoothing 100, its kernel and its sum
     smoothing with gradient through the kernel; its control no_da_seed draws the same labels."""
     for p in (params.load(ROOT / "params.yaml"), with_profile("original", tmp_path)):
         seed = p.regimes["da_seed"]
@@ -118,7 +118,7 @@ def test_original_profile_matches_the_original_codebases(tmp_path):
             p.split.popularity.target_unlabeled, p.split.popularity.target_test) == (9977, 1440, 5500, 5500)
     assert (p.cache.image_size, p.model.width, p.train.epochs, p.train.lr) == (128, 1.0, 10, 1e-5)
     assert (p.wiki.source, p.reddit.source, p.flickr.source) == ("url", "api", "api")
-    assert (p.losses.bandwidth, p.losses.scales) == ("feature_dim", [1.0])  # the seed's kernel
+    assert (p.losses.bandwidth, p.losses.scales) == ("feature_dim", [1.0])  # the original codebase's kernel
 
 
 def test_original_split_sizes_are_consistent_with_the_datasets(tmp_path):

@@ -62,7 +62,7 @@ def load_split(cache_dir: Path, splits_dir: Path, name: str, scaling: dict | Non
 Images = np.ndarray | torch.Tensor  # uint8 (N, H, W, 3): a (memory-mapped) array, or on a GPU
 
 # On CUDA the uint8 training splits are moved to the GPU once when they take at most this share
-# of its free memory (the seeds' age splits at 128 px: about 0.4 GB); else they stay on the host,
+# of its free memory (the original codebase's age splits at 128 px: about 0.4 GB); else they stay on the host,
 # pinned, and each batch is copied without blocking.
 DEVICE_CACHE_SHARE = 0.25
 

@@ -52,7 +52,8 @@ class Store:
         self.files = self.root / "files"
         self.manifest = self.root / "manifest.jsonl"
         self.files.mkdir(parents=True, exist_ok=True)
-        for leftover in self.files.glob(".*.tmp"):  # half-written files of a killed run
+        # half-written files of a killed run, and a manifest rewrite it never renamed
+        for leftover in [*self.files.glob(".*.tmp"), *self.root.glob(f".{self.manifest.name}.*.tmp")]:
             leftover.unlink(missing_ok=True)
         self._lock = threading.Lock()
         self.compact()  # drops a torn last line, so that appends start on a fresh line

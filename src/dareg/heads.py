@@ -1,4 +1,4 @@
-"""Regression heads on a feature vector: the seed's sigmoid unit and DEX's expected value over bins.
+"""Regression heads on a feature vector: the original codebase's sigmoid unit and DEX's expected value over bins.
 
 Both return a prediction in the scaled label range, so evaluation is the same for either head.
 """
@@ -37,7 +37,7 @@ def bin_means(labels: np.ndarray, edges: np.ndarray) -> np.ndarray:
 
 
 class SigmoidHead(nn.Module):
-    """The seed's head: dropout, one linear unit, sigmoid; prediction in (0, 1)."""
+    """The original codebase's head: dropout, one linear unit, sigmoid; prediction in (0, 1)."""
 
     def __init__(self, feature_dim: int, dropout: float):
         super().__init__()

@@ -67,7 +67,8 @@ def median_bandwidth(f_s: torch.Tensor, f_t: torch.Tensor) -> torch.Tensor:
 
 def bandwidths(f_s: torch.Tensor, f_t: torch.Tensor, rule: str, scales: Sequence[float]
                ) -> list[torch.Tensor]:
-    """Kernel bandwidths: `feature_dim` (the seed's d) or `median` (heuristic), times each scale."""
+    """Kernel bandwidths: `feature_dim` (d, as in the original codebase) or `median`
+    (heuristic), times each scale."""
     base = (torch.tensor(float(f_s.shape[1]), device=f_s.device) if rule == "feature_dim"
             else median_bandwidth(f_s, f_t))
     return [base * s for s in scales]
@@ -77,13 +78,13 @@ def gaussian_kernel(a: torch.Tensor, b: torch.Tensor, bandwidths: Sequence[float
                     ) -> torch.Tensor:
     """k(a_i, b_j) = mean_s exp(-||a_i - b_j||^2 / bandwidth_s), an (n, m) matrix.
 
-    One bandwidth d (the feature size) is the seed's kernel; several make a multi-kernel one.
+    One bandwidth d (the feature size) is the original codebase's kernel; several make a multi-kernel one.
     """
     d2 = squared_distances(a, b)
     return torch.stack([torch.exp(-d2 / bw) for bw in bandwidths]).mean(0)
 
 
-# ----- MMD and smoothing (the seed's terms) ------------------------------------------------------
+# ----- MMD and smoothing (the original codebase's terms) ------------------------------------------
 
 def mmd(f_s: torch.Tensor, f_t: torch.Tensor, bandwidths, unbiased: bool = True) -> torch.Tensor:
     """Squared maximum mean discrepancy (Gretton et al. 2012) between f_s (n, d) and f_t (m, d).

@@ -1,4 +1,4 @@
-"""Networks: a backbone (the seed's 7-conv net, or torchvision's VGG-16 / ResNet-18 with ImageNet
+"""Networks: a backbone (the original codebase's 7-conv net, or torchvision's VGG-16 / ResNet-18 with ImageNet
 weights from a local file) under a head from dareg.heads, with input normalization built in."""
 from __future__ import annotations
 
