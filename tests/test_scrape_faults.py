@@ -82,7 +82,7 @@ def test_flickr_api_errors_beyond_the_retries_stop_with_a_clear_error(tmp_path):
 
 
 def test_flickr_429_waits_retry_after_and_the_search_goes_on():
-    """flickrapi posts through our session, whose urllib3 Retry waits out a 429's Retry-After
+    """flickrapi posts through our session, which waits out a 429's Retry-After
     (1 s) and asks again (the Pacer retries nothing here); every photo is found. More 429s in a
     row than the retries stop with the status named."""
     demo = social.flickr_demo(40, 6, WINDOW)

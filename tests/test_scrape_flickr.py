@@ -10,10 +10,11 @@ from pathlib import Path
 import flickrapi
 import pandas as pd
 import pytest
+import requests
 import yaml
 
 from dareg import download, flickr, shards
-from dareg.demo import flickr_api, social
+from dareg.demo import faults, flickr_api, social
 from dareg.download import make_session
 from dareg.errors import DataError
 from dareg.params import Download
@@ -115,26 +116,48 @@ def test_connect_keeps_flickrapi_off_its_shared_session():
     """flickrapi's class-wide Session trusts proxy variables; ours is set on the instance only."""
     session = make_session(1)
     flickr_client = flickr.connect(KEY, SECRET, "http://127.0.0.1:9/services/rest/", session, 1.0)
-    assert flickr_client.flickr_oauth.session is session
+    assert flickr_client.flickr_oauth.session.session is session
     assert flickrapi.auth.OAuthFlickrInterface.session is not session
     assert flickr_client.REST_URL == "http://127.0.0.1:9/services/rest/"
 
 
-def test_connect_mounts_retries_for_the_rest_host_only():
-    """Calls to the REST host get urllib3's Retry (429 and 5xx, Retry-After honoured, POST
-    included); other hosts keep the session's own adapter."""
-    session = make_session(1)
-    flickr.connect(KEY, SECRET, "http://127.0.0.1:9/services/rest/", session, 1.0, retries=3, backoff=0.5)
-    retry = session.get_adapter("http://127.0.0.1:9/services/rest/").max_retries
-    assert retry.total == 3 and retry.respect_retry_after_header and "POST" in retry.allowed_methods
-    assert set(retry.status_forcelist) == {429, 500, 502, 503, 504}
-    assert session.get_adapter("http://127.0.0.2:9/x").max_retries.total == 0
+def test_a_retry_is_signed_anew_and_waits_retry_after_up_to_the_cap(monkeypatch):
+    """A 429 and a 503 are asked again with a fresh OAuth nonce (the stand-in refuses a replayed
+    one, as a strict OAuth1 server may); Retry-After is waited, capped as for images."""
+    waits = []
+    monkeypatch.setattr(download, "wait_to_retry", lambda after, backoff, attempt: waits.append(after))
+    demo = social.flickr_demo(20, 0, WINDOW)
+    plan = faults.FaultPlan(api=["429", "503"])
+    with flickr_api.flickr_server(demo, KEY, SECRET, faults=plan) as base_url:
+        client = flickr.connect(KEY, SECRET, f"{base_url}/services/rest/", make_session(1), 5.0,
+                                retries=2, backoff=0.01)
+        answer = client.photos.search(min_upload_date=WINDOW[0], max_upload_date=WINDOW[1], per_page=5)
+    assert plan.api == [] and len(answer["photos"]["photo"]) == 5
+    assert waits == [1.0, 0.0]  # the 429's Retry-After: 1; the 503 had none (backoff alone)
 
 
-def test_retry_after_is_waited_up_to_the_downloaders_cap():
-    retry = flickr.api_retry(3, 0.5)
-    assert retry.parse_retry_after("5") == 5
-    assert retry.new(total=1).parse_retry_after("86400") == download.MAX_RETRY_AFTER_S  # kept per attempt
+def test_retries_spent_pass_the_last_answer_to_flickrapi():
+    plan = faults.FaultPlan(api=["500", "500"])
+    with flickr_api.flickr_server(social.flickr_demo(20, 0, WINDOW), KEY, SECRET, faults=plan) as base_url:
+        client = flickr.connect(KEY, SECRET, f"{base_url}/services/rest/", make_session(1), 5.0,
+                                retries=1, backoff=0.01)
+        with pytest.raises(flickrapi.FlickrError, match="Status code 500 received"):
+            client.photos.search(min_upload_date=WINDOW[0], max_upload_date=WINDOW[1])
+    assert plan.api == []
+
+
+def test_the_stand_in_refuses_a_replayed_nonce():
+    """The check above is only worth something if a resent signed request fails: it does."""
+    plan = faults.FaultPlan(api=["429"])
+    with flickr_api.flickr_server(social.flickr_demo(20, 0, WINDOW), KEY, SECRET, faults=plan) as base_url:
+        session = make_session(1)
+        client = flickr.connect(KEY, SECRET, f"{base_url}/services/rest/", session, 5.0)
+        request = session.prepare_request(requests.Request(
+            "POST", f"{base_url}/services/rest/", auth=client.flickr_oauth.oauth,
+            data={"method": "flickr.photos.search", "format": "json", "nojsoncallback": 1}))
+        assert session.send(request).status_code == 429
+        replay = session.send(request)  # the same signed bytes, as urllib3's Retry would resend
+        assert replay.status_code == 401 and b"nonce_used" in replay.content
 
 
 def test_parse_date_accepts_flickr_formats_and_names_the_key():

@@ -2,8 +2,9 @@
 
 Flickr answers at most 4,000 results a query (later pages repeat), so the window is halved until
 each slice's total fits; pages are walked by hand (flickrapi's walk() breaks on Python >= 3.9).
-flickrapi posts every call through the requests Session it is given, so urllib3's Retry, mounted
-on that session, asks again after HTTP 429 or 5xx, waiting Retry-After when the answer has one.
+flickrapi posts every call through the session it is given; ours asks again after a connection
+error, HTTP 429 or 5xx (waiting Retry-After when the answer has one) and prepares each attempt
+anew, so every retry carries a fresh OAuth nonce and timestamp (a replayed nonce may be refused).
 Credentials arrive as arguments and are handed to flickrapi only; nothing here logs or writes them.
 """
 from __future__ import annotations
@@ -17,13 +18,10 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
-from urllib.parse import urlsplit
 
 import flickrapi
 import pandas as pd
 import requests
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
 
 from dareg import download
 from dareg.errors import DataError
@@ -74,37 +72,47 @@ def parse_date(value: str | int, key: str) -> int:
 
 def connect(api_key: str, api_secret: str, rest_url: str, session: requests.Session,
             timeout: float, retries: int = 0, backoff: float = 0.0) -> flickrapi.FlickrAPI:
-    """A flickrapi client that signs every call, keeps no token file and uses `session`, on which
-    calls to `rest_url`'s host are retried (`api_retry(retries, backoff)`)."""
+    """A flickrapi client that signs every call, keeps no token file and posts through `session`
+    (as `ResigningSession`: up to `retries` retries, each signed anew)."""
     flickr = flickrapi.FlickrAPI(api_key, api_secret, format="parsed-json", store_token=False,
                                  timeout=timeout)
     flickr.REST_URL = rest_url  # a class attribute of FlickrAPI; set per instance
-    flickr.flickr_oauth.session = session  # else one class-wide Session that trusts proxy variables
-    host = urlsplit(rest_url)
-    adapter = HTTPAdapter(max_retries=api_retry(retries, backoff))
-    session.mount(f"{host.scheme}://{host.netloc}/", adapter)  # flickrapi's only host here
+    # set per instance: else one class-wide Session that trusts proxy variables
+    flickr.flickr_oauth.session = ResigningSession(session, retries, backoff)
     return flickr
 
 
-def api_retry(retries: int, backoff: float) -> Retry:
-    """urllib3's Retry for Flickr's REST calls: a connection error, a lost answer, HTTP 429 or 5xx
-    asked again up to `retries` times, after the answer's Retry-After where it has one (at most
-    download.MAX_RETRY_AFTER_S, as for images), else after urllib3's backoff from `backoff`.
+class ResigningSession:
+    """`session`, for flickrapi's POSTs to the REST URL, with retries that sign each attempt anew.
 
-    POST is retried: every flickrapi call is a POST and the scraper only reads (photos.search).
-    A retry resends the same signed request (same OAuth nonce and timestamp). The last answer is
+    A connection error, a lost answer, HTTP 429 or 5xx is asked again up to `retries` times, after
+    the answer's Retry-After where it has one (at most download.MAX_RETRY_AFTER_S), else after
+    download.wait_to_retry's jittered backoff from `backoff`, as for images. Each attempt goes
+    through `requests.Session.post` again, which applies flickrapi's OAuth1 auth again: a fresh
+    nonce and timestamp (urllib3's Retry, below the auth, would resend the same signed bytes).
+    POST is safe to repeat here: the scraper only reads (photos.search). The last answer is
     passed on, so flickrapi still names its status once the retries are spent."""
-    return _CappedRetry(total=retries, redirect=0, allowed_methods={"POST"},
-                        status_forcelist=sorted(download.RETRY_STATUSES), backoff_factor=backoff,
-                        respect_retry_after_header=True, raise_on_status=False)
 
+    def __init__(self, session: requests.Session, retries: int, backoff: float):
+        self.session, self.retries, self.backoff = session, retries, backoff
 
-class _CappedRetry(Retry):
-    """Retry that waits at most download.MAX_RETRY_AFTER_S for a Retry-After (urllib3's own
-    `retry_after_max` is missing from older 2.x releases, and defaults to 6 hours)."""
+    def post(self, url: str, **kwargs) -> requests.Response:
+        for attempt in itertools.count():
+            try:
+                response = self.session.post(url, **kwargs)
+            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError):
+                if attempt >= self.retries:
+                    raise
+                retry_after = 0.0
+            else:
+                if response.status_code not in download.RETRY_STATUSES or attempt >= self.retries:
+                    return response
+                retry_after = download.retry_after_seconds(response.headers.get("Retry-After"))
+            download.wait_to_retry(retry_after, self.backoff, attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
 
-    def parse_retry_after(self, retry_after: str) -> float:
-        return min(super().parse_retry_after(retry_after), download.MAX_RETRY_AFTER_S)
+    def __getattr__(self, name: str):  # anything else flickrapi might use: the session's own
+        return getattr(self.session, name)
 
 
 class Pacer:
@@ -123,7 +131,7 @@ class Pacer:
 
 def transient(err: Exception) -> bool:
     """Whether Flickr's answer says try later: 105/106 (service unavailable / write operation
-    failed), sent with HTTP 200, so urllib3's Retry (connect) never sees them."""
+    failed), sent with HTTP 200, so the session's retries (by HTTP status) never see them."""
     return str(getattr(err, "code", "")) in TRANSIENT_CODES
 
 

@@ -1,7 +1,8 @@
 """Loopback stand-in for Flickr's REST API and photo host, as flickrapi 2.4.0 talks to it.
 
 POST /services/rest/ checks the API key and the OAuth1 HMAC-SHA1 signature of every call (with
-oauthlib's own signature functions) and answers flickr.photos.search in the JSON of
+oauthlib's own signature functions; a nonce seen before gets HTTP 401, as a strict OAuth1 server
+may answer a replay) and answers flickr.photos.search in the JSON of
 format=json&nojsoncallback=1: upload-date window, paging (at most 500 a page), the 4,000-result cap
 (later pages repeat the last one inside it), and the extras asked for. `views` grows with the time
 since upload, as on the real service. Photos are served at /{server}/{id}_{secret}_{size}.jpg.
@@ -15,7 +16,7 @@ import math
 import re
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterator
 from urllib.parse import parse_qsl, urlsplit
 
@@ -39,6 +40,7 @@ class _State:
     cap: int
     now: Callable[[], float]
     faults: FaultPlan
+    nonces: set = field(default_factory=set)  # every oauth_nonce seen: a replay is refused
 
 
 def fail(code: int, message: str) -> dict:
@@ -116,6 +118,11 @@ class _FlickrHandler(QuietHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
         if urlsplit(self.path).path.rstrip("/") != "/services/rest":
             return self.send_body(404, b"Not Found", "text/plain")
+        nonce = oauth_params(self.headers.get("Authorization", "")).get("oauth_nonce")
+        if nonce in self.state.nonces:  # RFC 5849 3.3: a server may refuse a nonce it has seen
+            return self.send_body(401, b"oauth_problem=nonce_used", "text/plain")
+        if nonce:
+            self.state.nonces.add(nonce)
         fault = self.state.faults.next_api_fault()
         if fault:
             return send_api_fault(self, fault)
