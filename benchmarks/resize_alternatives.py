@@ -13,6 +13,7 @@ Needs the bench extra (opencv):
 from __future__ import annotations
 
 import argparse
+import io
 import tempfile
 import time
 from pathlib import Path
@@ -25,7 +26,6 @@ from dareg import cache
 
 
 def reference(data: bytes, size: int) -> np.ndarray:
-    import io
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB").resize((size, size), Image.BILINEAR))
 
 
@@ -36,14 +36,8 @@ def methods(size: int) -> dict:
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
 
-    def decoded(data: bytes) -> tuple[np.ndarray, float]:
-        array = simplejpeg.decode_jpeg(data, "RGB", min_width=size, min_height=size)
-        width = simplejpeg.decode_jpeg_header(data)[1]
-        eighths = next(n for n in range(8, 0, -1) if -(-width * n // 8) == array.shape[1])
-        return array, width * eighths / 8  # the original's side in decoded pixels
-
     def torch_rows(data: bytes) -> bytes:
-        array, side = decoded(data)
+        array, (side, _) = cache.decode_turbo_array(data, size)
         x = torch.from_numpy(array).permute(2, 0, 1)[None]
         y = torch.nn.functional.interpolate(x, scale_factor=size / side, mode="bilinear",
                                             antialias=True, recompute_scale_factor=False)
@@ -51,13 +45,14 @@ def methods(size: int) -> dict:
 
     def cv2_rows(flag):
         def rows(data: bytes) -> bytes:
-            array, side = decoded(data)
+            array, (side, _) = cache.decode_turbo_array(data, size)
             whole = int(side)  # cv2 takes no fractional box: the whole decoded pixels
             return cv2.resize(array[:whole, :whole], (size, size), interpolation=flag).tobytes()
         return rows
 
     return {
-        "simplejpeg decode alone (no resize)": lambda d: decoded(d)[0].tobytes(),
+        "simplejpeg decode alone (no resize)":
+            lambda d: simplejpeg.decode_jpeg(d, "RGB", min_width=size, min_height=size),
         "the cache: Pillow's antialiased bilinear": lambda d: cache._square(d, size, "x").tobytes(),
         "torch interpolate, bilinear, antialias": torch_rows,
         "cv2.resize INTER_AREA": cv2_rows(cv2.INTER_AREA),

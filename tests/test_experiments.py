@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 from committed import committed_copy
-from conftest import run
+from conftest import env, run
 
 pytestmark = pytest.mark.pipeline
 MMD = ["0.0123", "0.0456"]  # regimes.da.weights.mmd: only train@*-da, evaluate@*-da and summary rerun
@@ -25,6 +26,15 @@ def wait_for_queue(repo: Path, timeout: float = 600) -> str:
     raise AssertionError(f"experiments still queued or running after {timeout} s:\n{status}")
 
 
+def start_workers(repo: Path, jobs: int) -> None:
+    """`dvc queue start -j jobs`. Its workers outlive it and inherit its stdout and stderr, so
+    those go to a file: captured in pipes, a worker left idle kept them open and subprocess.run
+    waited on it for good (seen once: the queue done, the test hung)."""
+    with open(repo.parent / "queue-start.log", "w") as log:
+        subprocess.run(["dvc", "queue", "start", "-j", str(jobs)], cwd=repo, env=env(), stdout=log,
+                       stderr=subprocess.STDOUT, check=True)
+
+
 def experiments(repo: Path) -> dict[str, dict]:
     """`dvc exp show --json` as {experiment name: its params and metrics} (baselines left out)."""
     shown = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
@@ -38,7 +48,7 @@ def test_queued_experiments_run_two_at_a_time(pipeline, tmp_path):
     for i, mmd in enumerate(MMD):
         run(["dvc", "exp", "run", "--queue", "-n", f"mmd-{i}", "-S", f"regimes.da.weights.mmd={mmd}"], repo)
     try:
-        run(["dvc", "queue", "start", "-j", "2"], repo)
+        start_workers(repo, 2)
         status = wait_for_queue(repo)
     finally:
         run(["dvc", "queue", "stop"], repo, check=False)

@@ -170,13 +170,19 @@ def refuse_bombs(width: int, height: int) -> None:
 
 def _decode_turbo(data: bytes, size: int) -> tuple[Image.Image, tuple[float, float]]:
     """simplejpeg's decode at the smallest n/8 scale that keeps both sides >= size (see `_decode`)."""
+    array, extent = decode_turbo_array(data, size)
+    # Pillow unpacks RGB into its own 4-byte pixels (~18 us at 157 px): fromarray would copy first
+    img = Image.frombuffer("RGB", (array.shape[1], array.shape[0]), array, "raw", "RGB", 0, 1)
+    return img, extent
+
+
+def decode_turbo_array(data: bytes, size: int) -> tuple[np.ndarray, tuple[float, float]]:
+    """The (H, W, 3) uint8 array of `_decode_turbo`, and the original's extent in its pixels."""
     height, width = simplejpeg.decode_jpeg_header(data)[:2]
     refuse_bombs(width, height)
     array = simplejpeg.decode_jpeg(data, "RGB", min_width=size, min_height=size)
     eighths = next(n for n in range(8, 0, -1) if -(-width * n // 8) == array.shape[1])
-    # Pillow unpacks RGB into its own 4-byte pixels (~18 us at 157 px): fromarray would copy first
-    img = Image.frombuffer("RGB", (array.shape[1], array.shape[0]), array, "raw", "RGB", 0, 1)
-    return img, (width * eighths / 8, height * eighths / 8)
+    return array, (width * eighths / 8, height * eighths / 8)
 
 
 def _write_rows(args: tuple[Path, int, Members | list[str], int]) -> int:

@@ -1,6 +1,7 @@
 """A threaded HTTP server on 127.0.0.1 and a free port, for the demo's stand-ins and the tests."""
 from __future__ import annotations
 
+import sys
 import threading
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,11 +27,22 @@ class QuietHandler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
 
+class _Server(ThreadingHTTPServer):
+    """ThreadingHTTPServer that says nothing when a client drops its connection (a downloader
+    giving up on a stalled or oversized answer, a pooled connection closed): socketserver would
+    print the ConnectionResetError's traceback into the stage's log. Other errors still print."""
+
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            super().handle_error(request, client_address)
+
+
 @contextmanager
 def serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
     """Run `handler` on 127.0.0.1:0 in a daemon thread; yield its base URL (no trailing slash)."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
+    server = _Server(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, name="loopback", daemon=True)
     thread.start()
     try:
