@@ -21,7 +21,8 @@ $(STAMP): pyproject.toml
 
 demo: setup
 	dvc repro
-	@cat metrics/summary.md
+	@for task in $$(python -c 'from dareg import params; print(*params.load().run.tasks)'); do \
+		cat metrics/reports/$$task.md; done
 
 test: setup
 	python -m pytest

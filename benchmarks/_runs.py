@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from dareg import params
-from dareg.data import Split, load_split, unscale
+from dareg.data import Split, factors, load_split, unscale
 from dareg.io import read_json
 from dareg.models import build_model
 from dareg.params import Params, Regime
@@ -30,7 +30,7 @@ def load_task(repo: Path, task: str) -> tuple[Params, dict[str, Split], dict]:
 
 
 def mae(model, split: Split, scaling: dict) -> float:
-    """MAE in label units (years for age) of `model` on `split`."""
+    """MAE in label units (years for age; the mean over factors) of `model` on `split`."""
     pred = unscale(predict(model, split.images, "cpu"), scaling["target"])
     truth = unscale(split.labels, scaling["target"])
     return float(np.mean(np.abs(pred - truth))) * scaling["per_label"]
@@ -42,7 +42,7 @@ def train_run(p: Params, regime: Regime, loss_regime: str, data: dict[str, Split
     by target-validation MAE. Returns val_mae, epoch, seconds, history and the model (with the
     best weights) or, for a run whose loss stopped being finite, val_mae inf and the error."""
     start = time.perf_counter()
-    model = build_model(p.model, data["source"].images.shape[1], seed)
+    model = build_model(p.model, data["source"].images.shape[1], seed, outputs=len(factors(scaling)))
     train_splits = {k: v for k, v in data.items() if k != "target_test"}  # the loop never sees test
     try:
         best = fit(model, train_splits, regime, replace(p.train, seed=seed), p.regime_losses(loss_regime),

@@ -1,6 +1,6 @@
 """Choose each adaptation method's weight on target validation MAE alone.
 
-For every adaptation regime of params.yaml (da, da_coral, da_rsd, da_daregram, da_dann; da_adabn
+For every adaptation regime of params.yaml (da, da_coral, da_rsd, da_daregram, da_dann, da_dd; da_adabn
 has no weight and is run once per seed for the record, as is the control no_da), train on a log
 grid of weights over several seeds through the library's training loop, and pick, per method, the
 weight with the lowest mean validation MAE over the seeds. The test split is never loaded into a
@@ -36,6 +36,7 @@ METHODS = {
     "da_rsd": ({"rsd": 1.0}, [1e-4, 1e-3, 1e-2, 1e-1]),
     "da_daregram": ({"daregram_angle": 1.0, "daregram_scale": 0.02}, [1e-3, 1e-2, 1e-1, 1.0]),
     "da_dann": ({"dann": 1.0}, [1e-3, 1e-2, 1e-1, 1.0]),
+    "da_dd": ({"dd": 1.0}, [1e-3, 1e-2, 1e-1, 1.0]),
 }
 UNWEIGHTED = ("no_da", "da_adabn")  # run once per seed: the control and AdaBN
 

@@ -2,9 +2,9 @@
 (female -> male), through this repository's own DVC stages, with profiles/faces.yaml.
 
 In a copy of the project (`--keep DIR`, or a temporary folder) with the faces profile applied and
-wiki.path pointing at the data, it runs `dvc repro` of evaluate@age-<regime> for every listed
-regime (fetch_wiki, clean_wiki, labels, split, cache and each train stage come with it), then the
-summary stage's code on the age task alone, and prints the report (MAE mean +- sd over seeds,
+wiki.path pointing at the data, it runs `dvc repro summary@age` (fetch_wiki, clean_wiki, labels,
+split, cache and each regime's train and evaluate stages come with it; the profile lists the age
+task alone), and prints the report (MAE mean +- sd over seeds,
 paired bootstraps against no_da and against each regime's control, feature MMD, collapse ratio,
 best epochs) with the wall time. The faces are never copied into this repository.
 
@@ -55,20 +55,15 @@ def main() -> None:
     dest.mkdir(parents=True, exist_ok=True)
     regimes = prepare(dest, args.data)
     start = time.perf_counter()
-    out = sh(["dvc", "repro", *[f"evaluate@age-{r}" for r in regimes]], dest)
-    repro_s = time.perf_counter() - start
-    report_dir = dest / "faces-report"
-    sh([sys.executable, "stages/summary.py", "--regimes", *regimes, "--reference", "no_da",
-        "--tasks", "age", "--metrics", "metrics", "--curves", "metrics/train",
-        "--out", str(report_dir / "summary.json"), "--report", str(report_dir / "summary.md"),
-        "--task-reports", str(report_dir / "reports"), "--plots", str(report_dir / "plots")], dest)
+    out = sh(["dvc", "repro", "summary@age"], dest)  # the faces profile runs the age task alone
     total_s = time.perf_counter() - start
     trained = out.count("Running stage 'train@")
-    print((report_dir / "reports" / "age.md").read_text())
+    print((dest / "metrics" / "reports" / "age.md").read_text())
     print(f"faces benchmark: {trained} train stages ({len(regimes)} regimes), dvc repro "
-          f"{repro_s / 60:.1f} min, with the report {total_s / 60:.1f} min, in {dest}")
-    if args.publish:
-        shutil.copytree(report_dir, args.publish, dirs_exist_ok=True)  # reports/age.md links ../plots
+          f"{total_s / 60:.1f} min, in {dest}")
+    if args.publish:  # reports/age.md links ../plots/age/*.png
+        for folder in ("reports", "plots"):
+            shutil.copytree(dest / "metrics" / folder, args.publish / folder, dirs_exist_ok=True)
 
 
 if __name__ == "__main__":

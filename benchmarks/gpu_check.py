@@ -327,7 +327,7 @@ def section_original(device, p: params_mod.Params, smoke: bool, budget_s: float)
                          lambda e, v: None, desc=name)
         model.load_state_dict(best["state"])
         pred, test_feat = train.infer(model, host_test.images, device)
-        metrics = evaluate.regression_metrics(host_test.labels, pred)
+        metrics = evaluate.factor_metrics(host_test.labels, pred, [""])
         mmd = evaluate.alignment_mmd(train.infer(model, host_source.images, device)[1], test_feat,
                                      p.evaluate.mmd_samples, p.evaluate.seed)
         rows[name] = {"seconds": time.perf_counter() - start, "best_epoch": best["epoch"],

@@ -1,10 +1,12 @@
-"""Stage cache@{task}: decode and resize each split's images once into data/cache/{task}/*.npy."""
+"""Stage cache@{task}: decode (or, for dsprites, render) and resize each split's images once into
+data/cache/{task}/*.npy."""
 import argparse
 from pathlib import Path
 
 import pandas as pd
 
 from dareg import cache, cli, params, shards
+from dareg.columns import DSPRITES_RENDER
 from dareg.labels import require_columns
 from dareg.splits import SPLITS
 
@@ -16,6 +18,11 @@ def main() -> None:
     args = parser.parse_args()
     size = params.load().cache.image_size
     tables = {name: pd.read_csv(args.splits / f"{name}.csv", dtype={"sha256": str}) for name in SPLITS}
+    if "style" in tables["source"]:  # dsprites: rendered from the rows, no image files
+        for name, table in tables.items():
+            require_columns(table, DSPRITES_RENDER, str(args.splits / f"{name}.csv"))
+            cache.build_rendered(table, size, args.out / f"{name}.npy", desc=f"cache {name}")
+        return
     for name, table in tables.items():
         require_columns(table, ["image", "shard", "offset", "size", "sha256"],
                         str(args.splits / f"{name}.csv"))

@@ -10,7 +10,7 @@ from dareg.io import read_json, write_csv, write_json
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--task", choices=["age", "popularity"], required=True)
+    parser.add_argument("--task", choices=params.TASKS, required=True)
     parser.add_argument("--labels", type=Path, required=True, help="data/labels/{task}")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()

@@ -24,7 +24,7 @@ SPLIT_DOMAINS = (("source", "source"), ("target_train", "target"),
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--task", choices=["age", "popularity"], required=True)
+    parser.add_argument("--task", choices=params.TASKS, required=True)
     parser.add_argument("--regime", required=True, help="a key under `regimes` in params.yaml")
     parser.add_argument("--splits", type=Path, required=True, help="data/splits/{task}")
     parser.add_argument("--cache", type=Path, required=True, help="data/cache/{task}")
@@ -56,7 +56,7 @@ def main() -> None:
     val_truth = unscale(val.labels, scaling["target"]) * scaling["per_label"]
     device = distributed.setup(pick_device(p.train.device))
 
-    def validate(net) -> float:  # MAE in label units on the target validation split
+    def validate(net) -> float:  # MAE in label units on the target validation split (mean over factors)
         pred = predict(net, val.images, device, precision=p.train.precision)
         pred = unscale(pred, scaling["target"]) * scaling["per_label"]
         return float(np.mean(np.abs(pred - val_truth)))

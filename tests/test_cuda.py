@@ -217,11 +217,13 @@ def trained_checkpoint(tmp_path: Path, p: params.Params, data: dict) -> Path:
     scaling = {"source": {"offset": 0.0, "scale": 1.0}, "target": {"offset": 0.0, "scale": 1.0},
                "unit": "years", "per_label": 101.0}
     meta = {"task": "age", "regime": "da", "epoch": best["epoch"], "val_mae": best["val_mae"],
+            "last_epoch": best["last"]["epoch"], "last_val_mae": best["last"]["val_mae"],
             "history": best["history"], "train": asdict(cfg), "losses": asdict(p.losses),
             "regime_config": asdict(p.regimes["da"])}
     path = tmp_path / "models" / "age" / "da" / "seed-0.pt"
     path.parent.mkdir(parents=True)
-    checkpoint.save(checkpoint.make(best["state"], p.model, 64, scaling, meta), path)
+    checkpoint.save(checkpoint.make(best["state"], p.model, 64, scaling, meta,
+                                    best["last"]["state"]), path)
     (tmp_path / "scaling.json").write_text(json.dumps(scaling))
     return path
 
@@ -253,7 +255,7 @@ def test_predict_and_evaluate_on_the_device(tmp_path):
         split = data[name]
         np.save(cache / f"{name}.npy", split.images)
         pd.DataFrame({"domain": "target", "image": [f"x/{i}.jpg" for i in range(len(split))],
-                      "label": split.labels}).to_csv(splits / f"{name}.csv", index=False)
+                      "label": split.labels[:, 0]}).to_csv(splits / f"{name}.csv", index=False)
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["train"]["device"] = ON
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))

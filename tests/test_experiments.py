@@ -54,7 +54,7 @@ def test_queued_experiments_run_two_at_a_time(pipeline, tmp_path):
         run(["dvc", "queue", "stop"], repo, check=False)
     assert status.count("Success") == 2 and "Failed" not in status, status
     log = run(["dvc", "queue", "logs", "mmd-0"], repo).stdout
-    assert "Running stage 'train@age-da'" in log and "Running stage 'summary'" in log, log
+    assert "Running stage 'train@age-da'" in log and "Running stage 'summary@age'" in log, log
     assert "Running stage 'train@age-no_da'" not in log and "Running stage 'cache@age'" not in log, log
     shown = experiments(repo)
     assert sorted(shown) == ["mmd-0", "mmd-1"], shown

@@ -1,6 +1,7 @@
 """Every registered loss term: brute-force or library references and the properties the papers and
 the docstrings promise (zero or minimal for identical samples, symmetry, invariances, finite
-gradients where the samples coincide)."""
+gradients where the samples coincide). Predictions are (n, K): K factors per image.
+tests/test_official_terms.py compares RSD, DARE-GRAM and DD with their official code."""
 import itertools
 import math
 
@@ -23,14 +24,17 @@ def float64():
 
 
 CFG = params.Losses(bandwidth="median", scales=[1.0], mmd_estimator="unbiased",
-                    smoothing_form="graph", rsd_tradeoff=0.1, daregram_threshold=0.99, dann_hidden=8)
+                    smoothing_form="graph", rsd_tradeoff=0.1, daregram_threshold=0.99, dann_hidden=8,
+                    dd_margin=1.0, dd_grl_max=0.1, dd_grl_steps=1000)
+FACTORS = 3  # predictions (n, 3), as dSprites' scale, x, y
 
 
-def context(**changes) -> TermContext:
+def context(step: int = 1500, **changes) -> TermContext:
     cfg = params.Losses(**{**CFG.__dict__, **changes})
     torch.manual_seed(0)
-    modules = losses.build_modules(["dann"], 5, cfg)
-    return TermContext(cfg, progress=0.5, modules={k: m.double() for k, m in modules.items()})
+    modules = losses.build_modules(["dann", "dd"], 5, cfg, FACTORS)
+    return TermContext(cfg, progress=0.5, modules={k: m.double() for k, m in modules.items()},
+                       step=step)
 
 
 def brute_kernel(a, b, bw):
@@ -97,29 +101,56 @@ def test_mmd_grows_with_mean_shift_and_with_variance_only():
 
 
 def laplacian_form(s, t, y_s, y_t, bw):
-    """1/2 y^T L y on the bipartite source-target graph with edge weights k(s_i, t_j)."""
+    """1/2 sum_k y_k^T L y_k over the factors' columns, on the bipartite source-target graph
+    with edge weights k(s_i, t_j)."""
     k = brute_kernel(s, t, bw)
     n = len(s)
     adjacency = torch.zeros(n + len(t), n + len(t))
     adjacency[:n, n:], adjacency[n:, :n] = k, k.T
-    y = torch.cat([y_s, y_t])
-    return float(0.5 * y @ (torch.diag(adjacency.sum(1)) - adjacency) @ y)
+    laplacian = torch.diag(adjacency.sum(1)) - adjacency
+    y = torch.cat([y_s, y_t])  # (n + m, K)
+    return float(sum(0.5 * y[:, j] @ laplacian @ y[:, j] for j in range(y.shape[1])))
 
 
-def test_smoothing_forms_are_the_laplacian_quadratic_form(samples):
-    """seed: 1/2 sum_ij k_ij (y_i - y_j)^2 = 1/2 y^T L y; graph: the same over n m pairs."""
+@pytest.mark.parametrize("factors", [1, 3])
+def test_smoothing_forms_are_the_laplacian_quadratic_form(samples, factors):
+    """seed: 1/2 sum_ij k_ij ||y_i - y_j||^2 = 1/2 sum_k y_k^T L y_k; graph: the same over n m pairs."""
     s, t = samples
     g = torch.Generator().manual_seed(3)
-    y_s, y_t = torch.rand(8, generator=g), torch.rand(6, generator=g)
+    y_s, y_t = torch.rand(8, factors, generator=g), torch.rand(6, factors, generator=g)
     quadratic = laplacian_form(s, t, y_s, y_t, 2.0)
     assert float(losses.smoothing(s, t, y_s, y_t, [2.0], "seed")) == pytest.approx(quadratic)
     assert float(losses.smoothing(s, t, y_s, y_t, [2.0], "graph")) == pytest.approx(quadratic / 48)
 
 
+def test_smoothing_of_one_factor_is_exactly_the_scalar_form(samples):
+    """K = 1 gives bit for bit what the scalar predictions (n,) gave: sum_ij w_ij (y_s_i - y_t_j)^2."""
+    s, t = samples
+    g = torch.Generator().manual_seed(8)
+    y_s, y_t = torch.rand(8, generator=g), torch.rand(6, generator=g)
+    weights = losses.gaussian_kernel(s, t, [2.0])
+    scalar_gaps = (y_s[:, None] - y_t[None, :]).pow(2)
+    assert torch.equal(losses.smoothing(s, t, y_s[:, None], y_t[:, None], [2.0], "seed"),
+                       0.5 * (weights * scalar_gaps).sum())
+    assert torch.equal(losses.smoothing(s, t, y_s[:, None], y_t[:, None], [2.0], "graph"),
+                       0.5 * (weights * scalar_gaps).mean())
+
+
+def test_smoothing_sums_the_factors_and_refuses_scalar_predictions(samples):
+    s, t = samples
+    g = torch.Generator().manual_seed(9)
+    y_s, y_t = torch.rand(8, 3, generator=g), torch.rand(6, 3, generator=g)
+    per_factor = sum(losses.smoothing(s, t, y_s[:, [j]], y_t[:, [j]], [2.0]) for j in range(3))
+    assert float(losses.smoothing(s, t, y_s, y_t, [2.0])) == pytest.approx(float(per_factor))
+    with pytest.raises(ValueError, match=r"\(n, K\) and \(m, K\)"):
+        losses.smoothing(s, t, y_s[:, 0], y_t[:, 0], [2.0])
+
+
 def test_graph_smoothing_does_not_move_features_and_does_not_grow_with_the_batch(samples):
     """Detached kernel: no gradient reaches the features; a mean: repeating the batch keeps it."""
     s, t = (x.clone().requires_grad_() for x in samples)
-    y_s, y_t = torch.linspace(0, 1, 8, requires_grad=True), torch.linspace(1, 0, 6)
+    y_s = torch.linspace(0, 1, 8)[:, None].requires_grad_()
+    y_t = torch.linspace(1, 0, 6)[:, None]
     losses.smoothing(s, t, y_s, y_t, [2.0], "graph").backward()
     assert s.grad is None and t.grad is None and float(y_s.grad.abs().sum()) > 0
     s, t, y_s = s.detach(), t.detach(), y_s.detach()
@@ -134,7 +165,7 @@ def test_graph_smoothing_does_not_move_features_and_does_not_grow_with_the_batch
 def test_seed_smoothing_can_be_lowered_by_pushing_the_domains_apart(samples):
     """The original codebase's form has a gradient through the kernel: it rewards separating the domains."""
     s, t = samples
-    y_s, y_t = torch.zeros(8), torch.ones(6)
+    y_s, y_t = torch.zeros(8, 1), torch.ones(6, 1)
     near = float(losses.smoothing(s, t, y_s, y_t, [2.0], "seed"))
     far = float(losses.smoothing(s, t + 10.0, y_s, y_t, [2.0], "seed"))
     assert far < near / 100
@@ -146,7 +177,7 @@ def test_seed_smoothing_can_be_lowered_by_pushing_the_domains_apart(samples):
 def test_smoothing_is_zero_for_equal_predictions(samples):
     s, t = samples
     for form in ("graph", "seed"):
-        assert float(losses.smoothing(s, t, torch.full((8,), 0.3), torch.full((6,), 0.3), [1.0], form)) == 0.0
+        assert float(losses.smoothing(s, t, torch.full((8, 3), 0.3), torch.full((6, 3), 0.3), [1.0], form)) == 0.0
 
 
 def test_median_bandwidth_is_median_pairwise_squared_distance():
@@ -194,7 +225,11 @@ def daregram_reference(f_s, f_t, threshold):
 
     g_s, g_t = gram(f_s), gram(f_t)
     lam_s, lam_t = (np.linalg.svd(g, compute_uv=False) for g in (g_s, g_t))
-    k = max(int(np.argmax(np.cumsum(lam) / lam.sum() >= threshold - 1e-9)) + 1 for lam in (lam_s, lam_t))
+    def official_index(lam):  # the last 0-based index whose share is <= T, T at least share[1]
+        share = np.cumsum(lam) / lam.sum()
+        return int(np.nonzero(share <= max(threshold, share[1]))[0].max())
+
+    k = max(official_index(lam) for lam in (lam_s, lam_t))
     k = min(k, len(f_s), len(f_t), f_s.shape[1] + 1)
 
     def pinv_top(g):
@@ -255,7 +290,7 @@ def test_dann_cannot_beat_chance_on_identical_samples(samples):
     s, _ = samples
     for seed in range(3):
         torch.manual_seed(seed)
-        ctx = TermContext(CFG, 0.5, {"domain_discriminator": losses.domain_discriminator(5, CFG).double()})
+        ctx = TermContext(CFG, 0.5, {"domain_discriminator": losses.domain_discriminator(5, CFG, 1).double()})
         assert float(losses.dann(s, s.clone(), None, None, ctx).detach()) >= math.log(2) - 1e-12
 
 
@@ -270,7 +305,7 @@ def test_every_term_has_finite_gradients_where_source_and_target_coincide(name, 
     orthogonal matrix is the hard case, dareg.linalg.square_svd)."""
     s, _ = samples
     f = s.clone().requires_grad_()
-    y = torch.rand(8, generator=torch.Generator().manual_seed(6), requires_grad=True)
+    y = torch.rand(8, FACTORS, generator=torch.Generator().manual_seed(6), requires_grad=True)
     value = losses.TERMS[name].fn(f, torch.cat([f[:4], f[:4]]), y, y.flip(0), context())
     value.backward()  # (graph smoothing sends no gradient to the features at all)
     assert torch.isfinite(value) and (f.grad is None or torch.isfinite(f.grad).all()), name
@@ -279,18 +314,147 @@ def test_every_term_has_finite_gradients_where_source_and_target_coincide(name, 
     assert g.grad is None or torch.isfinite(g.grad).all(), name
 
 
-@pytest.mark.parametrize("name", sorted(set(losses.TERMS) - {"dann"}))
+@pytest.mark.parametrize("name", sorted(set(losses.TERMS) - {"dann", "dd"}))
 def test_every_term_is_minimal_for_identical_samples(name, samples):
     """An alignment term is lowest when the domains look the same: identical samples score no
-    higher than different ones. (DANN's value depends on its discriminator's state; its bound
-    for identical samples, log 2, is tested above.)"""
+    higher than different ones. (DANN's and DD's values depend on their adversary's state;
+    their bounds for identical samples are tested on their own.)"""
     s, t = samples
-    y = torch.full((8,), 0.5)
+    y = torch.full((8, FACTORS), 0.5)
+    y_apart = torch.linspace(0, 1, 6 * FACTORS).reshape(6, FACTORS)
     same = float(losses.TERMS[name].fn(s, s.clone(), y, y.clone(), context()))
-    apart = float(losses.TERMS[name].fn(s, 3 * t + 2, y, torch.linspace(0, 1, 6), context()))
+    apart = float(losses.TERMS[name].fn(s, 3 * t + 2, y, y_apart, context()))
     assert same <= apart + 1e-12, (name, same, apart)
 
 
 def test_build_modules_makes_only_what_the_terms_need():
-    assert set(losses.build_modules(["mmd", "coral"], 16, CFG)) == set()
-    assert set(losses.build_modules(["dann", "mmd"], 16, CFG)) == {"domain_discriminator"}
+    assert set(losses.build_modules(["mmd", "coral"], 16, CFG, 1)) == set()
+    assert set(losses.build_modules(["dann", "mmd"], 16, CFG, 1)) == {"domain_discriminator"}
+    built = losses.build_modules(["dd", "dann"], 16, CFG, 3)
+    assert set(built) == {"domain_discriminator", "adversarial_regressor"}
+    assert built["adversarial_regressor"](torch.zeros(2, 16)).shape == (2, 3)
+    assert built["domain_discriminator"](torch.zeros(2, 16)).shape == (2, 1)
+
+
+def dd_context(margin: float = 1.0, step: int = 1500, weight: float = 0.0, bias: float = 0.0):
+    """A DD context whose adversary predicts sigmoid(weight * sum(f) + bias) for every factor."""
+    ctx = context(step=step, dd_margin=margin)
+    linear = ctx.modules["adversarial_regressor"][0]
+    with torch.no_grad():
+        linear.weight.fill_(weight)
+        linear.bias.fill_(bias)
+    return ctx
+
+
+@pytest.mark.parametrize("margin", [0.5, 1.0, 2.0])
+def test_dd_on_identical_domains_is_the_source_gap_times_one_minus_margin(samples, margin):
+    """Same features and predictions on both sides: D = (1 - margin) mean_ik |h'(f_i)_k - y_ik|.
+    With h' = 1/2 everywhere and y's factors at 0.1, 0.5, 0.9: D = (1 - margin) 0.8 / 3."""
+    s, _ = samples
+    y = torch.tensor([0.1, 0.5, 0.9]).repeat(8, 1)
+    value = losses.dd(s, s.clone(), y, y.clone(), dd_context(margin))
+    assert value.item() == pytest.approx(-(1 - margin) * 0.8 / 3)
+
+
+def test_dd_takes_one_mean_per_domain_over_samples_and_factors(samples):
+    """h' = 1/2; target predictions 1/2 (no disagreement) but for one entry at 0.9; source
+    predictions at 0.3: D = 0.4 / (6 * 3) - margin * 0.2, whatever the batch sizes."""
+    s, t = samples
+    y_s, y_t = torch.full((8, 3), 0.3), torch.full((6, 3), 0.5)
+    y_t[2, 1] = 0.9
+    value = losses.dd(s, t, y_s, y_t, dd_context(margin=2.0))
+    assert value.item() == pytest.approx(-(0.4 / 18 - 2.0 * 0.2))
+
+
+def test_dd_reverses_the_gradient_into_the_features_and_leaves_the_head_alone(samples):
+    """The adversary descends -D (so it climbs D); the features get -coefficient times the
+    plain gradient (so they descend D); the main head's predictions get none (detached)."""
+    s, t = (x.clone().requires_grad_() for x in samples)
+    g = torch.Generator().manual_seed(10)
+    y_s, y_t = (torch.rand(n, 3, generator=g).requires_grad_() for n in (8, 6))
+    ctx = dd_context(step=700, weight=0.3, bias=0.1)
+    losses.dd(s, t, y_s, y_t, ctx).backward()
+    adversary = ctx.modules["adversarial_regressor"]
+    s2, t2 = (x.detach().clone().requires_grad_() for x in samples)
+    out = adversary(torch.cat([s2, t2]))
+    plain = -losses.disparity_discrepancy(y_s, y_t, out[:8], out[8:], 1.0)
+    grad_s, grad_t, *grad_adv = torch.autograd.grad(plain, [s2, t2, *adversary.parameters()])
+    coeff = losses.warm_start_coefficient(700, 0.1, 1000)
+    assert torch.allclose(t.grad, -coeff * grad_t) and torch.allclose(s.grad, -coeff * grad_s)
+    assert float((t.grad * grad_t).sum()) < 0  # opposite directions on the target part
+    assert all(torch.allclose(p.grad, q) for p, q in zip(adversary.parameters(), grad_adv))
+    assert y_s.grad is None and y_t.grad is None
+
+
+def test_dd_steps_make_the_adversary_climb_and_the_features_descend(samples):
+    """One small step along each side's gradient of the term: D grows for the adversary's,
+    shrinks for the features'."""
+    s, t = samples
+    g = torch.Generator().manual_seed(11)
+    y_s, y_t = torch.rand(8, 3, generator=g), torch.rand(6, 3, generator=g)
+    ctx = dd_context(step=5000, weight=0.2, bias=-0.1)
+    adversary = ctx.modules["adversarial_regressor"]
+
+    def discrepancy(f_s, f_t):
+        return -losses.dd(f_s, f_t, y_s, y_t, ctx).item()
+
+    f_t = t.clone().requires_grad_()
+    losses.dd(s, f_t, y_s, y_t, ctx).backward()
+    before = discrepancy(s, t)
+    assert discrepancy(s, t - 1e-3 * f_t.grad) < before
+    with torch.no_grad():
+        for p in adversary.parameters():
+            p -= 1e-3 * p.grad
+    assert discrepancy(s, t) > before
+
+
+def test_dd_adversary_finds_a_discrepancy_only_between_different_domains(samples):
+    """Trained on the term, the adversary reaches D > 0 between shifted domains; on identical
+    ones (margin 1) D is 0 whatever it does."""
+    s, t = samples
+    y_s = torch.full((8, 3), 0.5)
+    for f_t, found in ((s.clone(), lambda d: d == pytest.approx(0.0, abs=1e-12)),
+                       (t + 2.0, lambda d: d > 0.2)):
+        y_t, ctx = torch.full((len(f_t), 3), 0.5), context()
+        optimizer = torch.optim.Adam(ctx.modules["adversarial_regressor"].parameters(), lr=0.05)
+        for _ in range(200):
+            optimizer.zero_grad()
+            losses.dd(s, f_t, y_s, y_t, ctx).backward()
+            optimizer.step()
+        assert found(-losses.dd(s, f_t, y_s, y_t, ctx).item()), f_t.mean()
+
+
+def test_dd_warm_start_coefficient_follows_tllibs_curve():
+    """hi (2 / (1 + exp(-i / N)) - 1): 0 at the start, hi tanh(1/2) at N, near hi after 10 N."""
+    assert losses.warm_start_coefficient(0, 0.1, 1000) == 0.0
+    assert losses.warm_start_coefficient(1000, 0.1, 1000) == pytest.approx(0.1 * math.tanh(0.5))
+    assert losses.warm_start_coefficient(4000, 0.1, 1000) == pytest.approx(0.1 * math.tanh(2.0))
+    curve = [losses.warm_start_coefficient(i, 0.1, 1000) for i in range(0, 20001, 500)]
+    assert curve == sorted(curve) and 0.0999 < curve[-1] < 0.1
+
+
+def test_dd_uses_the_step_of_the_context(samples):
+    """At step 0 the reversal is off: the features get no gradient, the adversary does."""
+    s, t = samples
+    f_t = t.clone().requires_grad_()
+    y_s, y_t = torch.rand(8, 3), torch.rand(6, 3)
+    ctx = dd_context(step=0, weight=0.2)
+    losses.dd(s, f_t, y_s, y_t, ctx).backward()
+    assert float(f_t.grad.abs().max()) == 0.0
+    assert ctx.modules["adversarial_regressor"][0].weight.grad.abs().max().item() > 0
+
+
+def test_dd_refuses_an_adversary_of_another_factor_count(samples):
+    s, t = samples
+    with pytest.raises(ValueError, match="predicts 3 factors, the head 1"):
+        losses.dd(s, t, torch.rand(8, 1), torch.rand(6, 1), context())
+
+
+def test_dd_adversary_is_the_heads_class_at_tllibs_init():
+    """Linear(d, K) and a sigmoid, weights N(0, 0.01^2), zero biases: outputs near 1/2."""
+    torch.manual_seed(0)
+    adversary = losses.adversarial_regressor(512, CFG, 3)
+    linear = adversary[0]
+    assert isinstance(adversary[1], torch.nn.Sigmoid) and linear.weight.shape == (3, 512)
+    assert linear.weight.std().item() == pytest.approx(0.01, rel=0.05)
+    assert linear.bias.abs().max().item() == 0.0

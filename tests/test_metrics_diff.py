@@ -33,6 +33,6 @@ def test_metrics_diff_shows_what_a_param_change_moved_and_nothing_else(pipeline,
         assert moved, changed
         for key in moved:
             assert changed[key]["old"] is not None and changed[key]["new"] is not None
-    assert any(k.startswith("age.regimes.da.") for k in diff["metrics/summary.json"])
+    assert any(k.startswith("regimes.da.") for k in diff["metrics/reports/age.json"])
     params = json.loads(run(["dvc", "params", "diff", "--json", "HEAD~1", "HEAD"], repo).stdout)
     assert params["params.yaml"]["regimes.da.weights.mmd"]["new"] == 0.5

@@ -71,8 +71,40 @@ def test_run_regimes_must_be_defined_and_list_their_controls():
     data["run"]["regimes"] = ["no_source", "da"]
     with pytest.raises(ParamsError, match="run.reference: 'no_da' is not in run.regimes"):
         params.parse(data)
-    data["run"] = {"regimes": ["no_da", "da_seed"], "reference": "no_da"}
+    data["run"] = {"tasks": ["age"], "regimes": ["no_da", "da_seed"], "reference": "no_da"}
     with pytest.raises(ParamsError, match="lists da_seed but not its control no_da_seed"):
+        params.parse(data)
+
+
+def test_run_lists_tasks_and_regimes_once_each():
+    """dvc.yaml crosses run.tasks with run.regimes: a name listed twice, an empty list or a task
+    dareg does not have fails at load."""
+    for key, value, message in (("tasks", ["age", "age"], "run: tasks: .* each once"),
+                                ("regimes", [], "run: regimes: .* at least one"),
+                                ("tasks", ["faces"], r"run.tasks\[0\]: 'faces' is not one of")):
+        data = raw()
+        data["run"][key] = value
+        with pytest.raises(ParamsError, match=message):
+            params.parse(data)
+
+
+def test_dsprites_test_split_is_a_count_or_the_official_one():
+    data = raw()
+    for value in (300, "official"):
+        data["split"]["dsprites"]["target_test"] = value
+        assert params.parse(data).split.dsprites.target_test == value
+    for value in ("oficial", 0):
+        data["split"]["dsprites"]["target_test"] = value
+        with pytest.raises(ParamsError, match="split.dsprites: target_test|split.dsprites.target_test"):
+            params.parse(data)
+    counts = params.parse(raw()).split.dsprites.counts(0.2)  # counts, not a fraction, for dsprites
+    assert counts == {"target_test": 300, "target_train": 300, "target_val": 100, "target_unlabeled": 300}
+
+
+def test_a_dsprites_source_by_path_needs_the_path():
+    data = raw()
+    data["dsprites"]["painting"] = "path"
+    with pytest.raises(ParamsError, match="dsprites: painting: path needs painting_path"):
         params.parse(data)
 
 

@@ -28,7 +28,7 @@ def test_demo_ran_offline(pipeline):
     """The run used no network but loopback: it happened inside a namespace with only `lo`."""
     if not can_isolate_network():
         pytest.skip("unshare --net is not permitted here; the demo ran with the host's network")
-    assert "Running stage 'summary'" in (pipeline / "repro.log").read_text()
+    assert "Running stage 'summary@age'" in (pipeline / "repro.log").read_text()
 
 
 def test_metrics_show_lists_every_task_and_regime(pipeline):
@@ -45,19 +45,20 @@ def test_metrics_show_lists_every_task_and_regime(pipeline):
 
 
 def test_summary_compares_regimes_per_task(pipeline):
-    summary = json.loads((pipeline / "metrics" / "summary.json").read_text())
-    assert set(summary) == set(TASKS)
-    assert list(summary["age"]["regimes"]) == listed_regimes(pipeline)
-    report = (pipeline / "metrics" / "summary.md").read_text()
-    assert "| da_adabn |" in report and "baseline: training mean" in report
-    assert summary["age"]["unit"] == "years"
+    for task in TASKS:
+        summary = json.loads((pipeline / "metrics" / "reports" / f"{task}.json").read_text())
+        assert list(summary["regimes"]) == listed_regimes(pipeline)
+        report = (pipeline / "metrics" / "reports" / f"{task}.md").read_text()
+        assert "| da_adabn |" in report and "baseline: training mean" in report
+    assert json.loads((pipeline / "metrics" / "reports" / "age.json").read_text())["unit"] == "years"
 
 
 def test_status_is_clean_and_dag_has_every_stage(pipeline):
     assert "up to date" in run(["dvc", "status"], pipeline).stdout
     listed = run(["dvc", "stage", "list", "--name-only"], pipeline).stdout.split()
-    expected = {"fetch_wiki", "scrape_reddit", "scrape_flickr", "clean_wiki", "summary"}
-    expected |= {f"{s}@{t}" for s in ("labels", "split", "cache") for t in TASKS}
+    expected = {"fetch_wiki", "scrape_reddit", "scrape_flickr", "clean_wiki", "fetch_dsprites"}
+    expected |= {f"{s}@{t}" for s in ("labels", "split", "cache") for t in (*TASKS, "dsprites")}
+    expected |= {f"summary@{t}" for t in TASKS}
     expected |= {f"{s}@{t}-{r}" for s in ("train", "evaluate") for t in TASKS
                  for r in listed_regimes(pipeline)}
     assert set(listed) == expected
@@ -71,7 +72,7 @@ def test_changing_one_regime_weight_reruns_only_what_depends_on_it(pipeline):
     try:
         ran = stages_run(run(["dvc", "repro"], pipeline).stdout)
         assert ran == {"train@age-da", "train@popularity-da", "evaluate@age-da",
-                       "evaluate@popularity-da", "summary"}
+                       "evaluate@popularity-da", "summary@age", "summary@popularity"}
         assert stages_run(run(["dvc", "repro"], pipeline).stdout) == set()
     finally:
         params_file.write_text(original)
@@ -80,7 +81,7 @@ def test_changing_one_regime_weight_reruns_only_what_depends_on_it(pipeline):
 
 def test_a_regime_added_to_params_and_the_list_reaches_the_summary(pipeline, tmp_path):
     """The one-list rule: a params entry plus its name in run.regimes gives train and evaluate
-    stages for both tasks and a row in metrics/summary.md, with no edit of dvc.yaml or code."""
+    stages for both tasks and a row in each task's report, with no edit of dvc.yaml or code."""
     repo = tmp_path / "repo"
     shutil.copytree(pipeline, repo, symlinks=True)
     raw = yaml.safe_load((repo / "params.yaml").read_text())
@@ -90,9 +91,10 @@ def test_a_regime_added_to_params_and_the_list_reaches_the_summary(pipeline, tmp
         "run.regimes": [*raw["run"]["regimes"], "da_mine"]})
     ran = stages_run(run(["dvc", "repro"], repo).stdout)
     assert ran == {"train@age-da_mine", "train@popularity-da_mine", "evaluate@age-da_mine",
-                   "evaluate@popularity-da_mine", "summary"}
-    report = (repo / "metrics" / "summary.md").read_text()
-    assert report.count("| da_mine |") == 2 and report.count("| da_mine - no_da (control) |") == 2
+                   "evaluate@popularity-da_mine", "summary@age", "summary@popularity"}
+    for task in TASKS:
+        report = (repo / "metrics" / "reports" / f"{task}.md").read_text()
+        assert report.count("| da_mine |") == 1 and report.count("| da_mine - no_da (control) |") == 1
 
 
 def test_image_folders_are_walked_only_as_outputs_and_hashes_carry_their_content(pipeline):

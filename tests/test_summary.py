@@ -127,24 +127,25 @@ def test_figures_render_as_png(tmp_path):
 
 @pytest.mark.pipeline
 def test_summary_stage_writes_reports_whose_figure_links_resolve(pipeline):
-    table = json.loads((pipeline / "metrics" / "summary.json").read_text())
+    table = {task: json.loads((pipeline / "metrics" / "reports" / f"{task}.json").read_text())
+             for task in ("age", "popularity")}
     regimes = yaml.safe_load((pipeline / "params.yaml").read_text())["run"]["regimes"]
     assert set(table["age"]["comparisons"]) == {"no_source - no_da"} | {
         f"{r} - no_da" for r in regimes if r.startswith("da")}
     assert set(table["popularity"]["comparisons"]["da - no_da"]) == {"mae", "spearman", "against"}
-    for report in ("metrics/summary.md", "metrics/reports/age.md", "metrics/reports/popularity.md"):
+    for report in ("metrics/reports/age.md", "metrics/reports/popularity.md"):
         path = pipeline / report
         links = re.findall(r"!\[[^]]*\]\(([^)]+\.png)\)", path.read_text())
         assert len(links) >= 3, report
         for link in links:
             assert (path.parent / link).read_bytes()[:8] == PNG_MAGIC, (report, link)
-    assert (pipeline / "metrics" / "plots" / "age_error_by_age_decade.png").exists()
-    assert not (pipeline / "metrics" / "plots" / "popularity_error_by_age_decade.png").exists()
+    assert (pipeline / "metrics" / "plots" / "age" / "error_by_age_decade.png").exists()
+    assert not (pipeline / "metrics" / "plots" / "popularity" / "error_by_age_decade.png").exists()
 
 
 @pytest.mark.pipeline
 def test_plots_are_git_tracked_not_dvc_cached(pipeline):
     """PNGs and plot data live in git (cache: false): a fresh clone has them without a remote."""
-    for path in ("metrics/plots/age_regimes_side_by_side.png", "metrics/age/predictions/da.csv",
+    for path in ("metrics/plots/age/regimes_side_by_side.png", "metrics/age/predictions/da.csv",
                  "metrics/reports/age.md"):
         assert run(["git", "check-ignore", "-q", path], pipeline, check=False).returncode == 1, path

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from dareg import checkpoint, losses, params, train
 from dareg.data import Split, Stream
@@ -130,8 +131,36 @@ def test_image_size_must_suit_six_pools():
 
 def test_learning_rate_steps_down_by_ten_and_freezing_zeroes_the_backbone(p):
     cfg = replace(p.train, lr=1.0, lr_step_epochs=2, freeze_backbone_epochs=1, backbone_lr_scale=0.5)
-    lrs = [lr for e in range(5) for lr in train.epoch_lrs(cfg, e)]
+    lrs = [lr for e in range(5) for lr in train.step_lrs(cfg, e, 100 * e)]
     assert lrs == pytest.approx([0.0, 1.0, 0.5, 1.0, 0.05, 0.1, 0.05, 0.1, 0.005, 0.01])
+
+
+def test_the_papers_schedule_decays_by_step_with_the_backbone_at_a_tenth(p):
+    """lr * (1 + 1e-4 i)^-0.75 (the DA papers'), per optimizer step, the backbone at 0.1 of it."""
+    cfg = replace(p.train, lr=0.1, lr_schedule="inverse", lr_gamma=1.0e-4, lr_power=0.75,
+                  backbone_lr_scale=0.1)
+    for step in (0, 1, 999, 20000):
+        backbone, head = train.step_lrs(cfg, step // 1000, step)
+        assert head == pytest.approx(0.1 * (1 + 1e-4 * step) ** -0.75) and backbone == pytest.approx(head / 10)
+    assert train.step_lrs(cfg, 0, 20000)[1] == pytest.approx(0.1 * 3.0 ** -0.75)
+
+
+def test_sgd_with_nesterov_and_the_inverse_schedule_trains_with_the_logged_rates(p):
+    """The learning rate moves every step: the epoch's logged rate is its last step's."""
+    cfg = replace(p.train, epochs=2, steps_per_epoch=3, optimizer="sgd", nesterov=True, lr=0.1,
+                  lr_schedule="inverse", lr_gamma=0.5, lr_power=1.0, backbone_lr_scale=0.1)
+    logged = []
+    model = build_model(p.model, SIZE, seed=0)
+    train.fit(model, splits(), p.regimes["no_da"], cfg, p.losses, lambda m: 1.0,
+              lambda e, v: logged.append((v["lr"], v["lr_backbone"])))
+    assert logged == [pytest.approx((0.1 / (1 + 0.5 * i), 0.01 / (1 + 0.5 * i))) for i in (2, 5)]
+
+
+def test_nesterov_without_sgd_momentum_is_refused():
+    data = yaml.safe_load((ROOT / "params.yaml").read_text())
+    data["train"]["nesterov"] = True
+    with pytest.raises(ParamsError, match="nesterov: true needs optimizer: sgd"):
+        params.parse(data)
 
 
 def test_frozen_backbone_keeps_its_weights_while_the_head_learns(p):
@@ -177,7 +206,7 @@ def test_supervised_weighs_every_head_term_dex_cross_entropy_included():
     regime = Regime(batch={"source": 4, "target_unlabeled": 4}, weights={"supervised": 3.0, "mmd": 0.1})
     assert float(train.weighted_total(terms, regime)) == pytest.approx(3 * 2.5 + 0.1)
     head = DexHead(8, 4, "uniform", "both", 0.0)
-    assert set(head.loss_terms(torch.rand(3), torch.rand(3, 4), torch.rand(3))) <= set(train.HEAD_TERMS)
+    assert set(head.loss_terms(torch.rand(3, 1), torch.rand(3, 4), torch.rand(3, 1))) <= set(train.HEAD_TERMS)
 
 
 def test_a_loss_that_stops_being_finite_stops_training_naming_the_term(p, monkeypatch):
@@ -221,6 +250,23 @@ def test_adabn_normalizes_each_domain_with_its_own_statistics(p):
     per_domain = [train.forward(model, np.concatenate([s, target]), cpu, [4, 4])[1][4:] for s in sources]
     pooled = [train.forward(model, np.concatenate([s, target]), cpu)[1][4:] for s in sources]
     assert torch.allclose(*per_domain) and not torch.allclose(*pooled)
+
+
+def test_adabn_without_target_labels_estimates_on_the_unlabeled_images_alone(p):
+    """The unsupervised protocol (dsprites): a regime that draws no labeled target image keeps
+    the statistics of the unlabeled target images, not of the oracle's labeled ones."""
+    data = splits()
+    regime = Regime(batch={"source": 4, "target_unlabeled": 4}, adabn=True,
+                    weights={"supervised": 1.0})
+    model, best = run(p, regime, data)
+    model.load_state_dict(best["state"])
+    saved = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    reestimate_batchnorm(model, train.target_batches(data, "cpu", streams=("target_unlabeled",)))
+    for name, value in model.state_dict().items():
+        if "running" in name:
+            assert torch.allclose(value, saved[name], rtol=1e-4, atol=1e-6), name
+    reestimate_batchnorm(model, train.target_batches(data, "cpu"))
+    assert not torch.allclose(model.backbone[1].running_mean, saved["backbone.1.running_mean"])
 
 
 def test_adabn_checkpoint_carries_the_targets_batchnorm_statistics(p):

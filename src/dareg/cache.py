@@ -14,6 +14,10 @@ Where a worker's time goes, per 250 px JPEG on one core (docs/benchmarks.md): th
 56%, Pillow's resize 30%, and sha256, Pillow's unpacking of the decoded pixels, `tobytes` and the
 write the rest; the resized pixels go from Pillow's buffer to the file with no array in between.
 
+dSprites (`build_rendered`): no files to decode; each image is rendered from its row (the base
+sprite in the task's sprites file, its domain's style, its own seed, the painting: dareg.dsprites)
+at 64 x 64 and resized like a photo.
+
 Memory grows with the chunk, not with the dataset: worker processes (one per available core)
 each decode a chunk of images and write its rows into the .npy file at the chunk's own offset,
 so rows never travel back through the parent; the parent's list of images is a few arrays, not
@@ -40,7 +44,7 @@ except ImportError:  # pragma: no cover - the project's install has it
 
 from dareg import progress, shards
 from dareg.errors import DataError
-from dareg.hashes import sha256_bytes
+from dareg.hashes import sha256_bytes, sha256_file
 from dareg.io import atomic_path
 
 JPEG_MAGIC = b"\xff\xd8"
@@ -227,6 +231,51 @@ def build(images: Members | list, size: int, out: Path, workers: int | None = No
             except BaseException:  # an unreadable image (or Ctrl-C): skip the chunks not started
                 pool.shutdown(cancel_futures=True)
                 raise
+
+
+def build_rendered(rows, size: int, out: Path, chunk: int = 512, desc: str = "cache") -> None:
+    """Write dSprites images as one (N, size, size, 3) uint8 .npy at `out`, atomically: each row
+    (sprites, row, style, seed, painting and the two files' sha256, as dareg.labels gives them)
+    rendered by dareg.dsprites and resized by Pillow's antialiased bilinear filter. The files
+    must still have the sha256 the rows carry."""
+    from dareg import dsprites  # here: the photo tasks' workers need none of it
+
+    if not len(rows):
+        with atomic_path(out) as tmp, open(tmp, "wb") as f:  # np.save would add .npy to a name
+            np.save(f, np.zeros((0, size, size, 3), np.uint8))
+        return
+    sprites, painting = _checked(rows, "sprites"), _checked(rows, "painting")
+    packed, picture = np.load(sprites, mmap_mode="r"), dsprites.read_painting(painting)
+    with atomic_path(out) as tmp:
+        array = np.lib.format.open_memmap(tmp, "w+", np.uint8, (len(rows), size, size, 3))
+        with progress.bar(total=len(rows), desc=desc, unit="img") as bar:
+            for start in range(0, len(rows), chunk):
+                part = rows.iloc[start:start + chunk]
+                images = dsprites.render(packed[part["row"].to_numpy()], part["style"].tolist(),
+                                         part["seed"].tolist(), picture)
+                array[start:start + len(part)] = [_resized(image, size) for image in images]
+                bar.update(len(part))
+        array.flush()
+        del array
+
+
+def _checked(rows, column: str) -> str:
+    """The one file the rows name in `column`, whose sha256 is still the one they carry."""
+    files = rows[column].unique()
+    if len(files) != 1:
+        raise DataError(f"the split's rows name {len(files)} {column} files; expected one "
+                        f"(rerun dvc repro from fetch_dsprites)")
+    path, expected = str(files[0]), rows[f"{column}_sha256"].iloc[0]
+    if sha256_file(path) != expected:
+        raise DataError(f"{path}: its sha256 is not the one the split's rows carry (it changed "
+                        f"after the tables were made); run `dvc repro` (or `dvc pull`)")
+    return path
+
+
+def _resized(image: np.ndarray, size: int) -> np.ndarray:
+    if image.shape[0] == size:
+        return image
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
 
 
 def _in_order(pool: ProcessPoolExecutor, jobs: Iterator, window: int) -> Iterator[int]:

@@ -14,19 +14,24 @@ import torch
 from torch import nn
 
 from dareg import params as params_mod
+from dareg.data import factors
 from dareg.errors import DataError
 from dareg.io import atomic_path
 from dareg.models import build_model, input_norm
 
 
 def make(state: dict, model_params: params_mod.Model, image_size: int, scaling: dict,
-         meta: dict) -> dict:
-    """A checkpoint dict; `meta` holds task, regime, epoch, validation error and training config.
-    The adapters (modules only training needs, such as DANN's discriminator) are left out."""
-    state = {k: v for k, v in state.items() if not k.startswith("adapters.")}
-    return {"format": "dareg-checkpoint-1", "model_state": state, "model": asdict(model_params),
-            "image_size": image_size, "input_norm": input_norm(model_params), "scaling": scaling,
-            **meta}
+         meta: dict, last_state: dict | None = None) -> dict:
+    """A checkpoint dict: the chosen (best-validation) weights, and the last epoch's where given;
+    `meta` holds task, regime, epochs, validation errors and training config. The adapters
+    (modules only training needs, such as DANN's discriminator) are left out."""
+    def predictor(weights: dict) -> dict:
+        return {k: v for k, v in weights.items() if not k.startswith("adapters.")}
+
+    last = {} if last_state is None else {"last_state": predictor(last_state)}
+    return {"format": "dareg-checkpoint-1", "model_state": predictor(state), **last,
+            "model": asdict(model_params), "image_size": image_size,
+            "input_norm": input_norm(model_params), "scaling": scaling, **meta}
 
 
 def save(checkpoint: dict, path: Path) -> None:
@@ -76,12 +81,15 @@ def same_origin(records: list[dict], paths: list[Path], scaling: dict, origin: P
                             f"{paths[0]}; keep one regime's seeds in one folder")
 
 
-def restore_model(checkpoint: dict) -> nn.Module:
-    """The network of a checkpoint, with its weights, in eval mode (no ImageNet file needed:
-    the checkpoint's weights replace them)."""
+def restore_model(checkpoint: dict, weights: str = "model_state") -> nn.Module:
+    """The network of a checkpoint with its chosen weights (or `last_state`, the last epoch's),
+    in eval mode (no ImageNet file needed: the checkpoint's weights replace them)."""
+    if weights not in checkpoint:
+        raise DataError(f"this checkpoint holds no {weights} (written before dareg kept the last "
+                        f"epoch's weights); retrain it with `dvc repro`")
     model = build_model(params_mod.Model(**checkpoint["model"]), checkpoint["image_size"],
-                        pretrained=False)
-    model.load_state_dict(checkpoint["model_state"])
+                        pretrained=False, outputs=len(factors(checkpoint["scaling"])))
+    model.load_state_dict(checkpoint[weights])
     return model.eval()
 
 

@@ -9,34 +9,48 @@ import pandas as pd
 import torch
 
 from dareg.errors import DataError
+from dareg.columns import label_columns
 
 
 @dataclass
 class Split:
     """One split: uint8 images (N, H, W, 3), possibly memory-mapped (or a tensor on the training
-    device, dareg.data.to_device), and scaled labels or None."""
+    device, dareg.data.to_device), and scaled labels (N, K), one column per factor, or None
+    (labels given as (N,) become (N, 1))."""
 
     images: np.ndarray | torch.Tensor
     labels: np.ndarray | None
+
+    def __post_init__(self):
+        if self.labels is not None and self.labels.ndim == 1:
+            self.labels = self.labels[:, None]
 
     def __len__(self) -> int:
         return len(self.images)
 
 
 def scale_labels(labels: np.ndarray, scaling: dict) -> np.ndarray:
-    """Task labels to the network's range: (label - offset) / scale."""
-    return ((labels - scaling["offset"]) / scaling["scale"]).astype(np.float32)
+    """Task labels (N, K) to the network's range: (label - offset) / scale, per factor (a number
+    or a list of K)."""
+    offset, scale = np.asarray(scaling["offset"]), np.asarray(scaling["scale"])
+    return ((labels - offset) / scale).astype(np.float32)
 
 
 def unscale(scaled: np.ndarray, scaling: dict) -> np.ndarray:
-    """The network's outputs back to task labels."""
-    return scaled * scaling["scale"] + scaling["offset"]
+    """The network's outputs (N, K) back to task labels."""
+    return scaled * np.asarray(scaling["scale"]) + np.asarray(scaling["offset"])
+
+
+def factors(scaling: dict) -> list[str]:
+    """The names of a task's label factors (its scaling.json); [""] for a single label."""
+    return scaling.get("factors") or [""]
 
 
 def load_split(cache_dir: Path, splits_dir: Path, name: str, scaling: dict | None,
                required: bool = False) -> Split:
-    """Images from `cache_dir/name.npy`, labels from `splits_dir/name.csv` scaled by `scaling`.
-    Labels must be finite; a `required` split must have rows (a DataError naming the file)."""
+    """Images from `cache_dir/name.npy`, labels (N, K) from `splits_dir/name.csv` (its `label`
+    column or its label_<factor> columns) scaled by `scaling`. Labels must be finite; a
+    `required` split must have rows (a DataError naming the file)."""
     images = np.load(cache_dir / f"{name}.npy", mmap_mode="r")
     csv = splits_dir / f"{name}.csv"
     table = pd.read_csv(csv)
@@ -46,13 +60,14 @@ def load_split(cache_dir: Path, splits_dir: Path, name: str, scaling: dict | Non
     if required and not len(table):
         raise DataError(f"{csv}: the {name} split is empty; raise its count under split.<task> "
                         f"in params.yaml (and split.val_fraction for target_val), then dvc repro")
-    labels = None
-    if "label" in table.columns:
-        raw = table["label"].to_numpy(dtype=float)
-        bad = np.flatnonzero(~np.isfinite(raw))
+    labels, columns = None, label_columns(table)
+    if columns:
+        raw = table[columns].to_numpy(dtype=float)
+        bad = np.flatnonzero(~np.isfinite(raw).all(1))
         if len(bad):
-            raise DataError(f"{csv}: line {bad[0] + 2} has label {raw[bad[0]]} ({len(bad)} rows "
-                            f"not finite); fix the raw table, then rerun the labels stage "
+            shown = raw[bad[0], 0] if len(columns) == 1 else raw[bad[0]].tolist()
+            raise DataError(f"{csv}: line {bad[0] + 2} has label {shown} ({len(bad)} rows not "
+                            f"finite); fix the raw table, then rerun the labels stage "
                             f"(dvc repro)")
         if scaling is not None:
             labels = scale_labels(raw, scaling)

@@ -1,5 +1,12 @@
 """Metrics in label units (years for age) on the target test split, beside a constant baseline,
-with bootstrap confidence intervals, age-specific scores and the feature-alignment diagnostic."""
+with bootstrap confidence intervals, age-specific scores and the feature-alignment diagnostic.
+
+A label may be a vector of K factors (dSprites' scale, x, y): truth (n, K), predictions (n, K)
+or (seeds, n, K). Then each factor gets its own metrics; `mae` is their mean (tllib's convention)
+and `mae_sum` their sum (RSD's and DARE-GRAM's); the intervals and paired comparisons work on each
+image's mean error over the factors (and on the mean of the factors' rank correlations). One
+factor, as (n,) or (n, 1), gives exactly the single-label metrics.
+"""
 from __future__ import annotations
 
 import subprocess
@@ -30,12 +37,37 @@ def regression_metrics(truth: np.ndarray, pred: np.ndarray) -> dict:
     }
 
 
+def factor_metrics(truth: np.ndarray, pred: np.ndarray, names: list[str]) -> dict:
+    """regression_metrics for labels (n, K): one factor gives its metrics as they are; several
+    give the mean over factors of mae, rmse, spearman, pearson and collapse_ratio (null if any
+    factor's is), mae_sum, n, and each factor's own metrics under its name."""
+    truth, pred = np.asarray(truth, float), np.asarray(pred, float)
+    if truth.ndim == 1 or truth.shape[1] == 1:
+        return regression_metrics(truth.reshape(len(truth)), pred.reshape(len(pred)))
+    each = {name: regression_metrics(truth[:, k], pred[:, k]) for k, name in enumerate(names)}
+    keys = ("mae", "rmse", "spearman", "pearson", "collapse_ratio")
+    mean = {key: _mean_or_none([m[key] for m in each.values()]) for key in keys}
+    return {**mean, "mae_sum": float(sum(m["mae"] for m in each.values())), "n": len(truth), **each}
+
+
+def _mean_or_none(values: list) -> float | None:
+    return None if any(v is None for v in values) else float(np.mean(values))
+
+
 def baseline(truth: np.ndarray, train_labels: np.ndarray) -> dict:
-    """Predicting the target training mean for every test image: the floor to beat."""
-    constant = float(np.mean(train_labels))
-    error = constant - np.asarray(truth, float)
-    return {"prediction": constant, "mae": float(np.mean(np.abs(error))),
-            "rmse": float(np.sqrt(np.mean(error**2)))}
+    """Predicting the target training mean (of each factor) for every test image: the floor to
+    beat. Several factors: the mean over factors of MAE and RMSE, and mae_sum."""
+    truth, train_labels = np.asarray(truth, float), np.asarray(train_labels, float)
+    if truth.ndim == 1 or truth.shape[1] == 1:
+        constant = float(np.mean(train_labels))
+        error = constant - truth.reshape(-1)
+        return {"prediction": constant, "mae": float(np.mean(np.abs(error))),
+                "rmse": float(np.sqrt(np.mean(error**2)))}
+    constant = train_labels.mean(0)
+    error = constant - truth
+    mae = np.abs(error).mean(0)
+    return {"prediction": constant.tolist(), "mae": float(mae.mean()), "mae_sum": float(mae.sum()),
+            "rmse": float(np.sqrt((error**2).mean(0)).mean())}
 
 
 def cumulative_score(truth: np.ndarray, pred: np.ndarray, within: float = 5.0) -> float:
@@ -69,22 +101,36 @@ def bootstrap_indices(n: int, samples: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, n, size=(samples, n))
 
 
+def factor_columns(truth: np.ndarray, pred: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(truth (n,), predictions (seeds, n)) per factor, from truth (n,) with pred (n,) or
+    (seeds, n), or truth (n, K) with pred (n, K) or (seeds, n, K)."""
+    truth, pred = np.asarray(truth, float), np.asarray(pred, float)
+    if truth.ndim == 1:
+        return [(truth, np.atleast_2d(pred))]
+    pred = pred if pred.ndim == 3 else pred[None]
+    return [(truth[:, k], pred[:, :, k]) for k in range(truth.shape[1])]
+
+
 def bootstrap_ci(truth: np.ndarray, pred: np.ndarray, samples: int, seed: int,
                  level: float = 0.95) -> dict:
     """Percentile bootstrap intervals {"mae": {"low", "high"}, "spearman": ...} over test images.
 
-    pred: (n,), or (seeds, n) with one row per training seed. Each resample b draws n images with
-    replacement; spearman_b = pearson(rank(truth_b), rank(pred_b)) with average ranks for ties;
-    with several seeds a resample's statistic is the mean over seeds on the same images (so the
-    interval is for the seed-mean, over test images). The interval is the (1-level)/2 and
-    (1+level)/2 quantiles.
+    pred: (n,), or (seeds, n) with one row per training seed (with truth (n, K): (n, K) or
+    (seeds, n, K)). Each resample b draws n images with replacement; spearman_b =
+    pearson(rank(truth_b), rank(pred_b)) with average ranks for ties; with several seeds a
+    resample's statistic is the mean over seeds on the same images (so the interval is for the
+    seed-mean, over test images), and with several factors the mean over factors. The interval
+    is the (1-level)/2 and (1+level)/2 quantiles.
     """
-    truth, preds = np.asarray(truth, float), np.atleast_2d(np.asarray(pred, float))
-    idx = bootstrap_indices(len(truth), samples, seed)
-    t = truth[idx]
-    t_ranks = stats.rankdata(t, axis=1)
-    mae = np.mean([np.abs(p[idx] - t).mean(1) for p in preds], axis=0)
-    rho = np.mean([_row_pearson(t_ranks, stats.rankdata(p[idx], axis=1)) for p in preds], axis=0)
+    columns = factor_columns(truth, pred)
+    idx = bootstrap_indices(len(columns[0][0]), samples, seed)
+    mae, rho = [], []
+    for truth_k, preds in columns:
+        t = truth_k[idx]
+        t_ranks = stats.rankdata(t, axis=1)
+        mae.append(np.mean([np.abs(p[idx] - t).mean(1) for p in preds], axis=0))
+        rho.append(np.mean([_row_pearson(t_ranks, stats.rankdata(p[idx], axis=1)) for p in preds], axis=0))
+    mae, rho = np.mean(mae, axis=0), np.mean(rho, axis=0)
     finite = rho[np.isfinite(rho)]
     return {"level": level, "samples": samples, "mae": _interval(mae, level),
             "spearman": _interval(finite, level) if len(finite) else None}
@@ -102,31 +148,37 @@ def paired_difference(truth: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray,
     stat is the MAE (negative: a has the lower error) or Spearman's rho (positive: a ranks better).
 
     pred_a, pred_b: (n,), or (seeds, n) with one row per training seed (a regime's statistic is
-    then the mean over its seeds). Resample b draws n test images I_b, the same for both regimes,
-    so what the images share cancels out; a regime with S > 1 seeds also draws S of its seeds
-    with replacement, so the interval holds the seed-to-seed spread too:
+    then the mean over its seeds); with truth (n, K), (n, K) or (seeds, n, K), and a statistic
+    is the mean over factors (for the MAE: of each image's mean error over the factors).
+    Resample b draws n test images I_b, the same for both regimes, so what the images share
+    cancels out; a regime with S > 1 seeds also draws S of its seeds with replacement, so the
+    interval holds the seed-to-seed spread too:
         diff_b = mean_{s in S_a,b} stat_s(a; I_b) - mean_{s in S_b,b} stat_s(b; I_b)
     The difference is beyond noise when the interval excludes 0. None for Spearman when a
     regime's predictions are constant (its rho is undefined).
     """
-    truth = np.asarray(truth, float)
-    idx = bootstrap_indices(len(truth), samples, seed)
+    truths = [t for t, _ in factor_columns(truth, pred_a)]
+    idx = bootstrap_indices(len(truths[0]), samples, seed)
     seed_rng = np.random.default_rng([seed, 1])
-    t_ranks = stats.rankdata(truth[idx], axis=1) if statistic == "spearman" else None
+    t_ranks = [stats.rankdata(t[idx], axis=1) for t in truths] if statistic == "spearman" else None
 
-    def score(p: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+    def score(p: np.ndarray, truth: np.ndarray, k: int, rows: np.ndarray | None) -> np.ndarray:
         if statistic == "mae":
             return np.abs(p - truth).mean() if rows is None else np.abs(p[rows] - truth[rows]).mean(1)
         if rows is None:
             return regression_metrics(truth, p)["spearman"] or np.nan
-        return _row_pearson(t_ranks, stats.rankdata(p[rows], axis=1))
+        return _row_pearson(t_ranks[k], stats.rankdata(p[rows], axis=1))
 
     def resampled(pred) -> tuple[float, np.ndarray]:  # the regime's value and its (samples,) resamples
-        preds = np.atleast_2d(np.asarray(pred, float))  # (seeds, n)
-        per_seed = np.stack([score(p, idx) for p in preds], axis=1)  # (samples, seeds)
-        if len(preds) > 1:
-            per_seed = np.take_along_axis(per_seed, seed_rng.integers(0, len(preds), per_seed.shape), 1)
-        return float(np.mean([score(p, None) for p in preds])), per_seed.mean(1)
+        columns = factor_columns(truth, pred)  # per factor: (n,), (seeds, n)
+        seeds = len(columns[0][1])
+        per_seed = np.mean([np.stack([score(p, t, k, idx) for p in preds], axis=1)
+                            for k, (t, preds) in enumerate(columns)], axis=0)  # (samples, seeds)
+        if seeds > 1:
+            per_seed = np.take_along_axis(per_seed, seed_rng.integers(0, seeds, per_seed.shape), 1)
+        value = np.mean([np.mean([score(p, t, k, None) for p in preds])
+                         for k, (t, preds) in enumerate(columns)])
+        return float(value), per_seed.mean(1)
 
     (value_a, boot_a), (value_b, boot_b) = resampled(pred_a), resampled(pred_b)
     diffs = boot_a - boot_b

@@ -23,17 +23,22 @@ from dareg.errors import DataError
 from dareg.hashes import sha256_file
 
 TIMEOUT = (10.0, 60.0)  # (connect, read) seconds
+# Wikimedia (The Scream for dsprites) refuses clients that do not say who they are
+# (https://meta.wikimedia.org/wiki/User-Agent_policy); the others accept it as well.
+USER_AGENT = "dareg/0.1 (a DVC pipeline for image regression; python-requests)"
 TOP_FOLDERS = ("wiki_crop", "imdb_crop")  # the top folder of IMDB-WIKI's tarballs
 
 
 def _session(url: str) -> requests.Session:
-    """A session that ignores the environment (REQUESTS_CA_BUNDLE would override `verify`).
+    """A session that names dareg as its user agent and ignores the environment
+    (REQUESTS_CA_BUNDLE would override `verify`).
 
     Proxies from the environment still apply to remote hosts (honouring NO_PROXY), never to
     loopback.
     """
     session = requests.Session()
     session.trust_env = False
+    session.headers["User-Agent"] = USER_AGENT
     host = urlsplit(url).hostname or ""
     if host != "localhost" and not (_is_ip(host) and ipaddress.ip_address(host).is_loopback):
         session.proxies = requests.utils.get_environ_proxies(url)

@@ -1,6 +1,7 @@
-"""Regression heads on a feature vector: the original codebase's sigmoid unit and DEX's expected value over bins.
+"""Regression heads on a feature vector: the original codebase's sigmoid unit (one per factor) and
+DEX's expected value over bins.
 
-Both return a prediction in the scaled label range, so evaluation is the same for either head.
+Both return predictions (N, K) in the scaled label range, so evaluation is the same for either head.
 """
 from __future__ import annotations
 
@@ -37,21 +38,22 @@ def bin_means(labels: np.ndarray, edges: np.ndarray) -> np.ndarray:
 
 
 class SigmoidHead(nn.Module):
-    """The original codebase's head: dropout, one linear unit, sigmoid; prediction in (0, 1)."""
+    """The original codebase's head: dropout, a linear unit per factor, sigmoid; predictions
+    (N, K) in (0, 1) (the DA papers' dSprites head: a sigmoid per factor)."""
 
-    def __init__(self, feature_dim: int, dropout: float):
+    def __init__(self, feature_dim: int, dropout: float, outputs: int = 1):
         super().__init__()
-        self.layers = nn.Sequential(nn.Dropout(dropout), nn.Linear(feature_dim, 1))
+        self.layers = nn.Sequential(nn.Dropout(dropout), nn.Linear(feature_dim, outputs))
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return torch.sigmoid(self.layers(features).squeeze(1).float()), None
+        return torch.sigmoid(self.layers(features).float()), None
 
     def fit_labels(self, labels: np.ndarray) -> None:
         """Nothing to fit: the sigmoid head has no label-dependent buffers."""
 
     def loss_terms(self, pred, logits, labels) -> dict[str, torch.Tensor]:
-        """mse = mean (yhat - y)^2 over labeled samples."""
-        return {"mse": torch.mean((pred - labels) ** 2)}
+        """mse = mean (yhat - y)^2 over labeled samples and factors; labels as pred (N, K)."""
+        return {"mse": torch.mean((pred - labels.reshape(pred.shape)) ** 2)}
 
 
 class DexHead(nn.Module):
@@ -69,20 +71,22 @@ class DexHead(nn.Module):
         self.register_buffer("bin_means", (self.edges[:-1] + self.edges[1:]) / 2)
 
     def fit_labels(self, labels: np.ndarray) -> None:
+        """Bins from the training labels (N, 1) (DEX predicts one factor)."""
+        labels = labels.reshape(-1)
         edges = bin_edges(labels, len(self.bin_means), self.binning)
         self.edges.copy_(torch.as_tensor(edges, dtype=torch.float32))
         self.bin_means.copy_(torch.as_tensor(bin_means(labels, edges)))
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.layers(features).float()  # (N, K)
-        return logits.softmax(1) @ self.bin_means, logits
+        logits = self.layers(features).float()  # (N, bins)
+        return (logits.softmax(1) @ self.bin_means)[:, None], logits  # (N, 1), (N, bins)
 
     def loss_terms(self, pred, logits, labels) -> dict[str, torch.Tensor]:
         """As `loss` asks: ce = mean -log softmax(logits)[bin(y)], mse = mean (yhat - y)^2,
-        or both."""
-        terms = {}
+        or both; pred (N, 1), labels (N, 1) or (N,)."""
+        terms, labels = {}, labels.reshape(pred.shape)
         if self.loss in ("ce", "both"):
-            terms["ce"] = F.cross_entropy(logits, bin_index(labels, self.edges))
+            terms["ce"] = F.cross_entropy(logits, bin_index(labels[:, 0], self.edges))
         if self.loss in ("mse", "both"):
             terms["mse"] = torch.mean((pred - labels) ** 2)
         return terms

@@ -1,9 +1,12 @@
-"""Label normalization per task: age / divisor; log upvotes (Reddit); log views per day (Flickr).
+"""Label normalization per task: age / divisor; log upvotes (Reddit); log views per day (Flickr);
+dSprites' latents scaled to [0, 1].
 
 Output rows: domain (source|target), image (its name under the raw folder, from the repository
 root), shard, offset and size (where its bytes lie: dareg.shards), sha256 (the image's content:
 what makes the image cache rebuild when an image changes), group (what must not straddle two
 splits: a person, a Reddit post, a Flickr owner), raw (years, upvotes, views), label.
+A task with several factors (dsprites) has a column label_<factor> for each instead of `label`,
+and the columns its image cache renders from (DSPRITES_RENDER) instead of shard, offset, size.
 """
 from __future__ import annotations
 
@@ -12,8 +15,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dareg import dsprites
+from dareg.columns import DSPRITES_RENDER
 from dareg.errors import DataError
-from dareg.params import AgeLabels, PopularityLabels
+from dareg.params import AgeLabels, DspritesLabels, Labels, PopularityLabels
 
 SECONDS_PER_DAY = 86400.0
 
@@ -122,8 +127,33 @@ def popularity_labels(posts: pd.DataFrame, photos: pd.DataFrame, reddit_root: Pa
     return pd.concat([source, target], ignore_index=True)
 
 
-def units(task: str, params_age: AgeLabels) -> dict:
-    """How a label converts to the unit metrics are reported in (years for age)."""
+def dsprites_labels(source: pd.DataFrame, target: pd.DataFrame, root: Path,
+                    params: DspritesLabels) -> pd.DataFrame:
+    """Source and target draws of fetch_dsprites; label_<factor> = the latent scaled to [0, 1]
+    as the official lists scale it (dareg.dsprites.factor_values); group = the domain and sprite
+    index (each domain's draw lists an index once); image names the rendering for messages."""
+    parts = []
+    for domain, frame in (("source", source), ("target", target)):
+        origin = f"{root / domain}.csv"
+        require_columns(frame, ["sprite", *dsprites.LATENTS, "official_test", *DSPRITES_RENDER], origin)
+        values = dsprites.factor_values(frame[list(dsprites.LATENTS)].to_numpy(), params.factors)
+        parts.append(pd.DataFrame({
+            "domain": domain,
+            "image": [f"{root}/{style}/{sprite}" for style, sprite in zip(frame["style"], frame["sprite"])],
+            "group": [f"{domain}:{sprite}" for sprite in frame["sprite"]],
+            "sprite": frame["sprite"], "official_test": frame["official_test"].astype(bool),
+            **{c: [str(root / v) for v in frame[c]] if c in ("sprites", "painting") else frame[c]
+               for c in DSPRITES_RENDER},
+            **{f"label_{f}": values[:, i] for i, f in enumerate(params.factors)},
+        }))
+    return pd.concat(parts, ignore_index=True)
+
+
+def units(task: str, params: Labels) -> dict:
+    """How a label converts to the unit metrics are reported in (years for age), and the names of
+    the factors where a label has several."""
     if task == "age":
-        return {"unit": "years", "per_label": params_age.divisor}
+        return {"unit": "years", "per_label": params.age.divisor}
+    if task == "dsprites":
+        return {"unit": "[0, 1]", "per_label": 1.0, "factors": list(params.dsprites.factors)}
     return {"unit": "log popularity", "per_label": 1.0}

@@ -2,9 +2,10 @@
 that enter its loss, and the training loop asks this registry for them.
 
 Every term is a pure function  term(f_s, f_t, y_s, y_t, ctx) -> scalar tensor  of the batch's
-source and target features f_s (n, d), f_t (m, d) and predictions y_s (n,), y_t (m,), with
-`ctx` (TermContext) holding the loss params, the share of training done and the model's
-adaptation modules. Names follow thuml/Transfer-Learning-Library (x_s, x_t, f_s, f_t).
+source and target features f_s (n, d), f_t (m, d) and the main head's predictions y_s (n, K),
+y_t (m, K) (K factors, with gradient), with `ctx` (TermContext) holding the loss params, the
+training progress and the model's adaptation modules. Names follow
+thuml/Transfer-Learning-Library (x_s, x_t, f_s, f_t).
 The supervised loss is the head's (dareg.heads), weighed by `supervised`.
 """
 from __future__ import annotations
@@ -23,12 +24,14 @@ from dareg.params import Losses
 
 @dataclass(frozen=True)
 class TermContext:
-    """What a term may read besides the batch: params, training progress in [0, 1], and the
-    adaptation modules built on the model (DANN's domain discriminator)."""
+    """What a term may read besides the batch: params, training progress in [0, 1] (DANN's
+    ramp), the global optimizer step, 0-based (DD's warm start), and the adaptation modules
+    built on the model (DANN's domain discriminator, DD's adversarial regressor)."""
 
     cfg: Losses
     progress: float = 0.0
     modules: Mapping[str, nn.Module] = field(default_factory=dict)
+    step: int = 0
 
 
 @dataclass(frozen=True)
@@ -103,20 +106,31 @@ def mmd(f_s: torch.Tensor, f_t: torch.Tensor, bandwidths, unbiased: bool = True)
     return within_s + within_t - 2.0 * k_st.mean()
 
 
+def check_predictions(y_s: torch.Tensor, y_t: torch.Tensor) -> None:
+    """Refuse predictions that are not (n, K) and (m, K) with one K (a head's column per factor)."""
+    if y_s.ndim != 2 or y_t.ndim != 2 or y_s.shape[1] != y_t.shape[1]:
+        raise ValueError(f"loss term: predictions y_s {tuple(y_s.shape)} and y_t "
+                         f"{tuple(y_t.shape)} must be (n, K) and (m, K), one column per factor")
+
+
 def smoothing(f_s: torch.Tensor, f_t: torch.Tensor, y_s: torch.Tensor, y_t: torch.Tensor,
               bandwidths, form: str = "graph") -> torch.Tensor:
-    """Cross-domain smoothness of the predictions over the source-target kernel graph.
+    """Cross-domain smoothness of the predictions y_s (n, K), y_t (m, K) over the source-target
+    kernel graph:
 
-    graph (default): S = 1/(2 n m) sum_ij sg[k(f_s_i, f_t_j)] (y_s_i - y_t_j)^2, sg = stop-gradient:
-          label propagation on a fixed graph (the predictions move, the features are not pushed
-          apart to cut edges), and a mean, so its weight means the same at any batch mix.
-    seed: S = 1/2 sum_ij k(f_s_i, f_t_j) (y_s_i - y_t_j)^2 with the gradient through k, as the
+    graph (default): S = 1/(2 n m) sum_ij sg[k(f_s_i, f_t_j)] ||y_s_i - y_t_j||^2, sg =
+          stop-gradient: label propagation on a fixed graph (the predictions move, the features
+          are not pushed apart to cut edges), and a mean, so its weight means the same at any
+          batch mix.
+    seed: S = 1/2 sum_ij k(f_s_i, f_t_j) ||y_s_i - y_t_j||^2 with the gradient through k, as the
           first seed: lowered also by pushing source and target features apart (against MMD).
-    Both equal c * 1/2 y^T L y for y = (y_s, y_t) and the Laplacian L of the bipartite graph with
-    edge weights k (c = 1/(n m) for graph, 1 for seed).
+    Both equal c * 1/2 sum_k y_k^T L y_k over the factors' columns y_k = (y_s[:, k], y_t[:, k])
+    and the Laplacian L of the bipartite graph with edge weights k (c = 1/(n m) for graph, 1 for
+    seed). For K = 1 the squared norm is the seed's (y_s_i - y_t_j)^2.
     """
+    check_predictions(y_s, y_t)
     weights = gaussian_kernel(f_s, f_t, bandwidths)  # (n, m)
-    gaps = (y_s[:, None] - y_t[None, :]).pow(2)
+    gaps = (y_s[:, None, :] - y_t[None, :, :]).pow(2).sum(2)  # (n, m): ||y_s_i - y_t_j||^2
     if form == "seed":
         return 0.5 * (weights * gaps).sum()
     return 0.5 * (weights.detach() * gaps).mean()
@@ -196,10 +210,11 @@ def daregram_parts(f_s: torch.Tensor, f_t: torch.Tensor, threshold: float
                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """(angle, scale) of DARE-GRAM (Nejjar, Wang, Fink, CVPR 2023, arXiv 2303.13325):
 
-        k    = the larger, over the two domains, of the fewest leading eigenvalues of G whose
-               cumulative share reaches `threshold`, at most min(n, m, d + 1): G's rank can be
-               no higher, and inverting a null direction would blow the gradient up (the paper's
-               batches are equal, so its k stays within the rank)
+        k    = the larger, over the two domains, of the official index (_leading): the last
+               0-based position whose cumulative eigenvalue share is <= `threshold` (raised to
+               the second share when that is above it), at most min(n, m, d + 1): G's rank can
+               be no higher, and inverting a null direction would blow the gradient up (the
+               paper's batches are equal, so its k stays within the rank)
         G^+  = pseudo-inverse keeping those k (relative tolerance between lambda_k and lambda_k+1)
         angle = mean over the d + 1 columns j of 1 - cos(G_s^+[:, j], G_t^+[:, j])
         scale = || lambda_s[:k] - lambda_t[:k] ||_2 / k
@@ -215,10 +230,14 @@ def daregram_parts(f_s: torch.Tensor, f_t: torch.Tensor, threshold: float
 
 
 def _leading(eigenvalues: torch.Tensor, threshold: float) -> int:
-    """The fewest leading values whose cumulative share of the sum reaches `threshold` (>= 1)."""
+    """How many leading values DARE-GRAM inverts (its official rule): the last 0-based index i
+    with cumulative share s_i <= T, T = max(threshold, s_1); so at least 1, and never the values
+    that take the share past T."""
     share = eigenvalues.cumsum(0) / eigenvalues.sum().clamp_min(1e-30)
-    first = int(torch.searchsorted(share, torch.tensor(threshold - 1e-9, dtype=share.dtype)))
-    return min(first + 1, len(eigenvalues))
+    if len(share) < 2:
+        return 1
+    top = max(threshold, float(share[1]))
+    return int(torch.nonzero(share <= top).max())
 
 
 def _cut(eigenvalues: torch.Tensor, k: int) -> float:
@@ -265,14 +284,12 @@ def dann_coefficient(progress: float) -> float:
     return 2.0 / (1.0 + math.exp(-10.0 * progress)) - 1.0
 
 
-def domain_discriminator(feature_dim: int, cfg: Losses) -> nn.Module:
-    """DANN's domain classifier: two hidden ReLU layers of `losses.dann_hidden` units, one logit."""
+def domain_discriminator(feature_dim: int, cfg: Losses, outputs: int) -> nn.Module:
+    """DANN's domain classifier: two hidden ReLU layers of `losses.dann_hidden` units, one logit
+    (whatever the head's number of outputs)."""
     h = cfg.dann_hidden
     return nn.Sequential(nn.Linear(feature_dim, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(),
                          nn.Linear(h, 1))
-
-
-MODULE_BUILDERS = {"domain_discriminator": domain_discriminator}
 
 
 @register("dann", modules=("domain_discriminator",))
@@ -292,7 +309,74 @@ def dann(f_s, f_t, y_s, y_t, ctx: TermContext) -> torch.Tensor:
                   + F.binary_cross_entropy_with_logits(logit_t, torch.zeros_like(logit_t)))
 
 
-def build_modules(terms: Sequence[str], feature_dim: int, cfg: Losses) -> dict[str, nn.Module]:
-    """The adaptation modules the named terms need, freshly initialised."""
+# ----- DD ----------------------------------------------------------------------------------------
+
+def adversarial_regressor(feature_dim: int, cfg: Losses, outputs: int) -> nn.Module:
+    """DD's adversarial head h': Linear(d, K) then a sigmoid, weights N(0, 0.01^2), biases 0.
+
+    In DD's theory h' ranges over the main head's hypothesis class; tllib builds adv_head as a
+    copy of the main head's architecture with the same initialisation. dareg's main head
+    (heads.SigmoidHead) is dropout, Linear(d, K), sigmoid, so h' is the same linear-sigmoid map;
+    dropout is left out: it regularises the main head's fit without changing the class, and in
+    h' it would only add noise to the supremum over h' that D stands for. tllib's init: h'
+    starts near 1/2 everywhere (exactly 1/2 at zero features). Its outputs are in (0, 1), so
+    labels scaled to [0, 1] (or a head whose predictions stay there) are assumed.
+    """
+    linear = nn.Linear(feature_dim, outputs)
+    nn.init.normal_(linear.weight, 0.0, 0.01)
+    nn.init.zeros_(linear.bias)
+    return nn.Sequential(linear, nn.Sigmoid())
+
+
+def warm_start_coefficient(step: int, top: float, steps: int) -> float:
+    """tllib's WarmStartGradientReverseLayer (alpha 1, lo 0, hi `top`, max_iters `steps`):
+    2 top / (1 + exp(-step / steps)) - top = top tanh(step / (2 steps)); 0 at step 0, 46% of
+    `top` at `steps`, 96% at 4 `steps`."""
+    return 2.0 * top / (1.0 + math.exp(-step / steps)) - top
+
+
+def disparity_discrepancy(y_s, y_t, y_s_adv, y_t_adv, margin: float) -> torch.Tensor:
+    """D = mean_jk |y'_t[j, k] - sg(y_t[j, k])| - margin * mean_ik |y'_s[i, k] - sg(y_s[i, k])|
+
+    over samples and factors (y (n, K), (m, K); y' the adversarial head's; sg = stop-gradient):
+    tllib's RegressionMarginDisparityDiscrepancy with the L1 disparity, one mean per domain."""
+    source = (y_s_adv - y_s.detach()).abs().mean()
+    target = (y_t_adv - y_t.detach()).abs().mean()
+    return target - margin * source
+
+
+@register("dd", modules=("adversarial_regressor",))
+def dd(f_s, f_t, y_s, y_t, ctx: TermContext) -> torch.Tensor:
+    """Disparity Discrepancy for regression (Zhang et al., ICML 2019, "Bridging Theory and
+    Algorithm for Domain Adaptation"; tllib's DD on dSprites):
+
+        y'_s, y'_t = h'(R(f_s)), h'(R(f_t))     (n, K), (m, K)
+        term = -D(y_s, y_t, y'_s, y'_t)         (disparity_discrepancy, margin `dd_margin`)
+
+    h' the adversarial regressor, R the gradient reversal with strength
+    warm_start_coefficient(ctx.step, dd_grl_max, dd_grl_steps) (ctx.step 0-based, as tllib's
+    iteration count when the step's forward runs). Minimising the term, h' maximises D
+    (disagree with the main head on the target, agree on the source) and the features, through
+    R, minimise it; the main head's predictions are detached (tllib's). dareg's weight on the
+    term is tllib's trade_off (its script minimises mse - trade_off * D).
+    """
+    check_predictions(y_s, y_t)
+    coeff = warm_start_coefficient(ctx.step, ctx.cfg.dd_grl_max, ctx.cfg.dd_grl_steps)
+    adv = ctx.modules["adversarial_regressor"](reverse_gradient(torch.cat([f_s, f_t]), coeff))
+    if adv.shape[1] != y_s.shape[1]:
+        raise ValueError(f"dd: the adversarial regressor predicts {adv.shape[1]} factors, the "
+                         f"head {y_s.shape[1]}; build it with build_modules(..., outputs=K)")
+    y_s_adv, y_t_adv = adv.split([len(f_s), len(f_t)])
+    return -disparity_discrepancy(y_s, y_t, y_s_adv, y_t_adv, ctx.cfg.dd_margin)
+
+
+MODULE_BUILDERS = {"domain_discriminator": domain_discriminator,
+                   "adversarial_regressor": adversarial_regressor}
+
+
+def build_modules(terms: Sequence[str], feature_dim: int, cfg: Losses, outputs: int
+                  ) -> dict[str, nn.Module]:
+    """The adaptation modules the named terms need, freshly initialised, for features of
+    `feature_dim` and a head with `outputs` factors."""
     names = dict.fromkeys(m for t in terms for m in TERMS[t].modules)
-    return {name: MODULE_BUILDERS[name](feature_dim, cfg) for name in names}
+    return {name: MODULE_BUILDERS[name](feature_dim, cfg, outputs) for name in names}

@@ -1,5 +1,6 @@
-"""Networks: a backbone (the original codebase's 7-conv net, or torchvision's VGG-16 / ResNet-18 with ImageNet
-weights from a local file) under a head from dareg.heads, with input normalization built in."""
+"""Networks: a backbone (the original codebase's 7-conv net, a 4-conv net small enough for dSprites'
+benchmark on a CPU, or torchvision's VGG-16 / ResNet-18 with ImageNet weights from a local file)
+under a head from dareg.heads, with input normalization built in."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,6 +15,7 @@ from dareg.params import Model, ParamsError
 
 SINGH7_CHANNELS = (32, 64, 128, 256, 512, 256, 128)
 SINGH7_POOLS = 6  # max-pool after conv 2..7
+CONV4_CHANNELS = (32, 64, 128, 256)  # a max-pool after each
 # x = (pixel / 255 - mean) / std per channel; torchvision's ImageNet weights expect ImageNet's.
 INPUT_NORMS = {"singh7": {"mean": [0.5] * 3, "std": [0.25] * 3},
                "imagenet": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}}
@@ -41,6 +43,24 @@ def singh7_features(width: float, image_size: int, norm: str) -> tuple[nn.Sequen
             layers.append(nn.MaxPool2d(2))
         c_in = c_out
     return nn.Sequential(*layers, nn.Flatten()), c_in * (image_size // 2**SINGH7_POOLS) ** 2
+
+
+def conv4_features(width: float, image_size: int, norm: str) -> tuple[nn.Sequential, int]:
+    """4 conv layers (3x3, same padding, ReLU, 2x2 max-pool after each; CONV4_CHANNELS times
+    `width`), flattened, so the features keep where things are: (layers, dim). At 32 px and
+    width 0.5 about 8 MFLOP an image, a fortieth of singh7's at 64 px (dSprites' benchmark)."""
+    if image_size % 2 ** len(CONV4_CHANNELS):
+        raise ParamsError(f"cache.image_size: {image_size} must be a multiple of 16 for conv4 "
+                          f"(four 2x2 max-pools)")
+    layers: list[nn.Module] = []
+    c_in = 3
+    for channels in CONV4_CHANNELS:
+        c_out = max(1, round(channels * width))
+        layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=norm == "none"),
+                   *([nn.BatchNorm2d(c_out)] if norm == "batch" else []),
+                   nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+        c_in = c_out
+    return nn.Sequential(*layers, nn.Flatten()), c_in * (image_size // 2 ** len(CONV4_CHANNELS)) ** 2
 
 
 def imagenet_weights_path(backbone: str, weights: str) -> Path:
@@ -109,17 +129,19 @@ def torchvision_features(backbone: str, weights: str, pretrained: bool,
 class Regressor(nn.Module):
     """backbone -> features -> head. Takes images scaled to [0, 1] (N, 3, H, W) and normalizes them.
 
-    forward(x) returns (prediction (N,) in the scaled label range, features (N, feature_dim));
-    with_logits=True adds the DEX head's logits (N, K), or None for the sigmoid head.
+    forward(x) returns (predictions (N, outputs) in the scaled label range, one per factor,
+    features (N, feature_dim)); with_logits=True adds the DEX head's logits (N, bins), or None
+    for the sigmoid head.
     domains=[n_1, n_2, ...] runs the backbone on each consecutive group of images separately, so
     BatchNorm normalizes each domain with its own batch statistics (AdaBN).
     `adapters` holds modules an adaptation term trains with the network (DANN's discriminator);
     they are not part of a saved checkpoint.
     """
 
-    def __init__(self, backbone: nn.Module, head: nn.Module, input_norm: dict, feature_dim: int):
+    def __init__(self, backbone: nn.Module, head: nn.Module, input_norm: dict, feature_dim: int,
+                 outputs: int = 1):
         super().__init__()
-        self.backbone, self.head, self.feature_dim = backbone, head, feature_dim
+        self.backbone, self.head, self.feature_dim, self.outputs = backbone, head, feature_dim, outputs
         self.adapters = nn.ModuleDict()
         self.register_buffer("input_mean", torch.tensor(input_norm["mean"]).view(1, 3, 1, 1))
         self.register_buffer("input_std", torch.tensor(input_norm["std"]).view(1, 3, 1, 1))
@@ -162,21 +184,27 @@ def reestimate_batchnorm(model: Regressor, batches) -> None:
 
 
 def input_norm(params: Model) -> dict:
-    return INPUT_NORMS["singh7" if params.backbone == "singh7" else "imagenet"]
+    return INPUT_NORMS["imagenet" if params.backbone in IMAGENET_FILES else "singh7"]
 
 
 def build_model(params: Model, image_size: int, seed: int | None = None,
-                pretrained: bool = True) -> Regressor:
-    """The network `params` names; `seed` fixes the initial weights without touching the global
-    random state; `pretrained` loads ImageNet weights into a torchvision backbone."""
+                pretrained: bool = True, outputs: int = 1) -> Regressor:
+    """The network `params` names, predicting `outputs` factors; `seed` fixes the initial weights
+    without touching the global random state; `pretrained` loads ImageNet weights into a
+    torchvision backbone."""
+    if params.head == "dex" and outputs > 1:
+        raise ParamsError(f"model.head: dex predicts one label over one set of bins, but this task "
+                          f"has {outputs} factors; use model.head: sigmoid")
     with torch.random.fork_rng(devices=[]):
         if seed is not None:
             torch.manual_seed(seed)
         if params.backbone == "singh7":
             backbone, dim = singh7_features(params.width, image_size, params.norm)
+        elif params.backbone == "conv4":
+            backbone, dim = conv4_features(params.width, image_size, params.norm)
         else:
             backbone, dim = torchvision_features(params.backbone, params.weights, pretrained,
                                                  params.weights_sha256)
-        head = (SigmoidHead(dim, params.dropout) if params.head == "sigmoid"
+        head = (SigmoidHead(dim, params.dropout, outputs) if params.head == "sigmoid"
                 else DexHead(dim, params.bins, params.binning, params.dex_loss, params.dropout))
-        return Regressor(backbone, head, input_norm(params), dim)
+        return Regressor(backbone, head, input_norm(params), dim, outputs)

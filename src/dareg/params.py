@@ -120,6 +120,35 @@ def utc_seconds(value: str, key: str) -> float:
     return moment.timestamp()
 
 
+DOMAINS = ("color", "noisy", "scream")  # dSprites' domains (disentanglement_lib's variants)
+
+
+@dataclass(frozen=True)
+class Dsprites:
+    """The dSprites task's data: where DeepMind's binary sprites and The Scream come from, the
+    transfer pair, and how many images each domain's seeded draw from the latent grid holds."""
+
+    images: Literal["generate", "path", "url"]
+    images_path: str
+    images_url: str
+    images_sha256: str
+    painting: Literal["generate", "path", "url"]
+    painting_path: str
+    painting_url: str
+    painting_sha256: str
+    source_domain: Literal["color", "noisy", "scream"]
+    target_domain: Literal["color", "noisy", "scream"]
+    source_images: int = at_least(1)
+    target_images: int = at_least(1)
+    seed: int
+
+    def __post_init__(self):
+        for kind in ("images", "painting"):
+            if getattr(self, kind) == "path" and not getattr(self, f"{kind}_path"):
+                raise ParamsError(f"{kind}: path needs {kind}_path (a file you have); or set "
+                                  f"{kind}: generate")
+
+
 @dataclass(frozen=True)
 class Download:
     workers: int = at_least(1)
@@ -156,10 +185,23 @@ class PopularityLabels:
     flickr_transform: Literal["khosla", "log1p"]
 
 
+FACTORS = ("scale", "orientation", "x", "y")  # dSprites' continuous latents
+
+
+@dataclass(frozen=True)
+class DspritesLabels:
+    factors: list[Literal["scale", "orientation", "x", "y"]]
+
+    def __post_init__(self):
+        if not self.factors or len(set(self.factors)) != len(self.factors):
+            raise ParamsError(f"factors: {self.factors} must name each regressed latent once")
+
+
 @dataclass(frozen=True)
 class Labels:
     age: AgeLabels
     popularity: PopularityLabels
+    dsprites: DspritesLabels
 
 
 @dataclass(frozen=True)
@@ -170,6 +212,39 @@ class SplitSizes:
     target_test: int = at_least(1)
     scale: Literal["none", "minmax"]
 
+    def counts(self, val_fraction: float) -> dict[str, int]:
+        """Images per target split: target_labeled is cut into train and val by val_fraction."""
+        val = validation_count(self.target_labeled, val_fraction)
+        return {"target_test": self.target_test, "target_train": self.target_labeled - val,
+                "target_val": val, "target_unlabeled": self.target_unlabeled}
+
+
+@dataclass(frozen=True)
+class DspritesSplitSizes:
+    """dSprites' splits by count: target_train is the oracle's (the adaptation regimes draw no
+    labeled target image), target_val a small labeled set that only chooses; target_test a count
+    drawn like the others, or `official`: the test indices RSD and DARE-GRAM use."""
+
+    source: int = at_least(1)
+    target_train: int = at_least(1)
+    target_val: int = at_least(1)
+    target_unlabeled: int = at_least(0)
+    target_test: int | Literal["official"]
+    scale: Literal["none", "minmax"]
+
+    def __post_init__(self):
+        if isinstance(self.target_test, int) and self.target_test < 1:
+            raise ParamsError(f"target_test: {self.target_test} is out of range; use an integer "
+                              f">= 1 or official")
+
+    def counts(self, val_fraction: float) -> dict[str, int]:
+        """Images per target split (val_fraction unused: target_val is a count here)."""
+        return {"target_test": self.target_test, "target_train": self.target_train,
+                "target_val": self.target_val, "target_unlabeled": self.target_unlabeled}
+
+
+TASKS = ("age", "popularity", "dsprites")
+
 
 @dataclass(frozen=True)
 class Split:
@@ -177,6 +252,7 @@ class Split:
     val_fraction: float = within(0, 1, open_low=True, open_high=True)
     age: SplitSizes
     popularity: SplitSizes
+    dsprites: DspritesSplitSizes
 
     def __post_init__(self):
         for task in ("age", "popularity"):
@@ -201,7 +277,7 @@ class Cache:
 
 @dataclass(frozen=True)
 class Model:
-    backbone: Literal["singh7", "vgg16", "resnet18"]
+    backbone: Literal["singh7", "conv4", "vgg16", "resnet18"]
     width: float = above(0)
     norm: Literal["none", "batch"]
     head: Literal["sigmoid", "dex"]
@@ -229,13 +305,21 @@ class Train:
     device: Literal["auto", "cpu", "cuda"]
     optimizer: Literal["adam", "sgd"]
     momentum: float = within(0, 1, open_high=True)
+    nesterov: bool
+    lr_schedule: Literal["step", "inverse"]
     lr_step_epochs: int = at_least(0)
+    lr_gamma: float = at_least(0)
+    lr_power: float = at_least(0)
     patience: int = at_least(0)
     freeze_backbone_epochs: int = at_least(0)
     backbone_lr_scale: float = at_least(0)
     processes: int = at_least(1)
     precision: Literal["bf16", "fp32"]
     compile: bool
+
+    def __post_init__(self):
+        if self.nesterov and (self.optimizer != "sgd" or not self.momentum):
+            raise ParamsError("nesterov: true needs optimizer: sgd with momentum > 0")
 
     @property
     def seeds(self) -> list[int]:
@@ -254,6 +338,9 @@ class Losses:
     rsd_tradeoff: float = at_least(0)
     daregram_threshold: float = within(0, 1, open_low=True)
     dann_hidden: int = at_least(1)
+    dd_margin: float = at_least(0)
+    dd_grl_max: float = at_least(0)
+    dd_grl_steps: int = at_least(1)
 
     def __post_init__(self):
         if not self.scales or any(s <= 0 for s in self.scales):
@@ -274,7 +361,8 @@ LABELED_STREAMS = ("source", "target_labeled")
 SUPERVISED = "supervised"  # the weight of the head's supervised loss (squared error, DEX's cross-entropy)
 # The alignment terms registered in dareg.losses (kept here so loading params needs no torch;
 # tests/test_losses.py checks the two lists agree).
-ALIGNMENT_TERMS = ("mmd", "smoothing", "coral", "rsd", "daregram_angle", "daregram_scale", "dann")
+ALIGNMENT_TERMS = ("mmd", "smoothing", "coral", "rsd", "daregram_angle", "daregram_scale", "dann",
+                   "dd")
 
 
 @dataclass(frozen=True)
@@ -326,11 +414,18 @@ class Regime:
 
 @dataclass(frozen=True)
 class Run:
-    """Which regimes the pipeline trains, evaluates and compares (dvc.yaml reads this list), and
-    the regime every other one is compared with in the summary."""
+    """Which tasks and regimes the pipeline trains, evaluates and compares (dvc.yaml crosses the
+    two lists), and the regime every other one is compared with in the summary."""
 
+    tasks: list[Literal["age", "popularity", "dsprites"]]
     regimes: list[str]
     reference: str
+
+    def __post_init__(self):
+        for key in ("tasks", "regimes"):
+            values = getattr(self, key)
+            if not values or len(set(values)) != len(values):
+                raise ParamsError(f"{key}: {values} must list at least one name, each once")
 
 
 @dataclass(frozen=True)
@@ -338,6 +433,7 @@ class Params:
     wiki: Wiki
     reddit: Reddit
     flickr: Flickr
+    dsprites: Dsprites
     download: Download
     clean_wiki: CleanWiki
     labels: Labels
@@ -361,7 +457,7 @@ class Params:
             check_control(name, regime, self.regimes, name in self.run.regimes and self.run.regimes)
             self.regime_losses(name)  # overrides of the right types
         for name in self.run.regimes:
-            for task in ("age", "popularity"):
+            for task in self.run.tasks:
                 if self.regimes[name].batch.get("target_unlabeled") and \
                         not getattr(self.split, task).target_unlabeled:
                     raise ParamsError(f"split.{task}.target_unlabeled is 0 but regime {name} (in "
@@ -433,7 +529,12 @@ def _build(tp: Any, value: Any, where: str) -> Any:
         if value is None and type(None) in typing.get_args(tp):
             return None
         inner = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _build(inner[0], value, where)
+        for option in inner[:-1]:  # the first type that takes the value; the last one's error
+            try:
+                return _build(option, value, where)
+            except ParamsError:
+                pass
+        return _build(inner[-1], value, where)
     if origin is dict:
         key_tp, val_tp = typing.get_args(tp)
         if not isinstance(value, dict):

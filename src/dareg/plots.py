@@ -16,7 +16,8 @@ from dareg.io import atomic_path  # noqa: E402
 
 COLORS = {"no_source": "tab:blue", "no_da": "tab:orange", "da": "tab:green", "da_coral": "tab:red",
           "da_rsd": "tab:purple", "da_daregram": "tab:brown", "da_dann": "tab:pink",
-          "da_adabn": "tab:olive", "no_da_seed": "tab:grey", "da_seed": "tab:cyan"}
+          "da_adabn": "tab:olive", "no_da_seed": "tab:grey", "da_seed": "tab:cyan",
+          "da_dd": "gold", "source_only": "tab:orange", "oracle": "tab:blue"}
 
 
 def _color(regime: str, index: int) -> str:
@@ -53,6 +54,29 @@ def predicted_vs_actual(pairs: dict[str, pd.DataFrame], task: str, unit: str) ->
     seeds = frame["seed"].nunique() if "seed" in frame else 1
     fig.suptitle(f"{task}: predicted vs true on the target test split (n = {len(frame) // seeds}"
                  + (f"; {seeds} seeds, all points shown" if seeds > 1 else "") + ")")
+    return fig
+
+
+def factor_errors(block: dict, task: str) -> plt.Figure:
+    """Grouped bars: test MAE of each factor (and their mean) per regime, with the
+    training-mean baseline's as a dashed mark over each group."""
+    names, regimes = [*block["factors"], "mae"], list(block["regimes"])
+    x, width = np.arange(len(names)), 0.8 / len(regimes)
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.6 * len(names) + 0.5 * len(regimes)), 4.4),
+                           layout="constrained")
+    for i, regime in enumerate(regimes):
+        m = block["regimes"][regime]
+        heights = [m[f]["mae"] for f in block["factors"]] + [m["mae"]]
+        ax.bar(x + (i - (len(regimes) - 1) / 2) * width, heights, width, label=regime,
+               color=_color(regime, i))
+    base = block["baseline_train_mean"]
+    ax.hlines(base["mae"], -0.45, len(names) - 0.55, color="grey", ls="--", lw=1,
+              label="training mean (mean over factors)")
+    ax.set_xticks(x, [*block["factors"], "mean over factors"])
+    ax.set(ylabel=f"MAE ({block['unit']})")
+    ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(f"{task}: test MAE per factor (n = {block['n']})")
+    fig.legend(loc="outside lower center", ncol=min(len(regimes) + 1, 5))
     return fig
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 
 from dareg import checkpoint, cli
 from dareg.cache import load_square
-from dareg.data import unscale
+from dareg.data import factors, unscale
 from dareg.errors import DataError
 from dareg.io import write_csv
 from dareg.progress import bar
@@ -53,7 +53,8 @@ def read_image(path: Path, size: int) -> np.ndarray:
 
 def predict_files(ckpt: dict, paths: list[Path], batch_size: int = 64, device: str = "auto",
                   progress: bool = True) -> pd.DataFrame:
-    """Predictions in label units for `paths`: columns image, predicted, unit."""
+    """Predictions in label units for `paths`: columns image, predicted (predicted_<factor> for
+    each factor of a task with several), unit."""
     model, scaling = checkpoint.restore_model(ckpt), ckpt["scaling"]
     dev, outputs = pick_device(device), []
     precision = ckpt.get("train", {}).get("precision", "bf16")  # as it was trained (CUDA only)
@@ -62,9 +63,11 @@ def predict_files(ckpt: dict, paths: list[Path], batch_size: int = 64, device: s
             batch = np.stack([read_image(p, ckpt["image_size"]) for p in paths[i:i + batch_size]])
             outputs.append(predict(model, batch, dev, precision=precision))
             shown.update(len(batch))
-    labels = unscale(np.concatenate(outputs), scaling["target"]) * scaling["per_label"]
-    return pd.DataFrame({"image": [str(p) for p in paths], "predicted": labels.round(4),
-                         "unit": scaling["unit"]})
+    labels = (unscale(np.concatenate(outputs), scaling["target"]) * scaling["per_label"]).round(4)
+    names = factors(scaling)
+    columns = ({"predicted": labels[:, 0]} if len(names) == 1 else
+               {f"predicted_{name}": labels[:, k] for k, name in enumerate(names)})
+    return pd.DataFrame({"image": [str(p) for p in paths], **columns, "unit": scaling["unit"]})
 
 
 def main(argv: list[str]) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from dareg import checkpoint, distributed
+from dareg.data import factors
 from dareg.io import atomic_path
 from dareg.models import build_model
 from dareg.params import Params
@@ -51,15 +52,19 @@ def train_seed(task: str, regime: str, seed: int, p: Params, splits: dict, scali
         return
     cfg, image_size = replace(p.train, seed=seed), splits["source"].images.shape[1]
     loss_cfg = p.regime_losses(regime)
-    best = fit(build_model(p.model, image_size, seed=seed), splits, p.regimes[regime], cfg, loss_cfg,
-               validate, lambda epoch, values: log(seed, epoch, values),
+    model = build_model(p.model, image_size, seed=seed, outputs=len(factors(scaling)))
+    best = fit(model, splits, p.regimes[regime], cfg, loss_cfg, validate,
+               lambda epoch, values: log(seed, epoch, values),
                desc=f"{task}-{regime} seed {seed}", resume=state.with_suffix(".pt"))
     if distributed.world()[0] == 0:
+        last = best["last"]
         meta = {"task": task, "regime": regime, "epoch": best["epoch"], "val_mae": best["val_mae"],
+                "last_epoch": last["epoch"], "last_val_mae": last["val_mae"],
                 "history": best["history"], "train": asdict(cfg), "losses": asdict(loss_cfg),
                 "regime_config": asdict(p.regimes[regime]),
                 "device": describe_device(pick_device(p.train.device))}
-        checkpoint.save(checkpoint.make(best["state"], p.model, image_size, scaling, meta), done)
+        checkpoint.save(checkpoint.make(best["state"], p.model, image_size, scaling, meta,
+                                        last["state"]), done)
         state.with_suffix(".pt").unlink(missing_ok=True)
         print(f"train@{task}-{regime} seed {seed}: best epoch {best['epoch']}, "
               f"validation MAE {best['val_mae']:.3f} {scaling['unit']}")

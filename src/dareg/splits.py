@@ -1,8 +1,8 @@
 """Grouped splits (no person, post or owner in two splits) and per-domain label scaling.
 
 Splits: source; target_train and target_val (carved from the target labeled part); target_unlabeled
-(no label column); target_test. Scaling into the sigmoid's range is fitted after the split, on each
-domain's training labels only.
+(no label column); target_test (drawn like the others, or dSprites' official test images). Scaling
+into the sigmoid's range is fitted after the split, on each domain's training labels only.
 """
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 
 from dareg.errors import DataError
-from dareg.params import SplitSizes, validation_count
+from dareg.columns import label_columns
+from dareg.params import DspritesSplitSizes, SplitSizes
 
 SPLITS = ("source", "target_train", "target_val", "target_unlabeled", "target_test")
 # minmax maps the training range onto [LOW, HIGH], leaving room for test labels beyond it.
@@ -47,22 +48,37 @@ def check_counts(available: int, wanted: dict[str, int], domain: str, task: str)
                         f"{available} {domain} images exist; lower these counts in params.yaml")
 
 
-def split(labels: pd.DataFrame, sizes: SplitSizes, val_fraction: float, seed: int,
-          task: str) -> dict[str, pd.DataFrame]:
-    """Draw every split from `labels` (domain, image, group, raw, label) by whole groups."""
+def official_test(target: pd.DataFrame, task: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the rows flagged official_test, the rest): the test split the papers use."""
+    if "official_test" not in target:
+        raise DataError(f"split.{task}.target_test: official needs the official_test column that "
+                        f"dsprites' labels carry; give a count instead")
+    flagged = target["official_test"].astype(bool)
+    return target[flagged], target[~flagged]
+
+
+def split(labels: pd.DataFrame, sizes: SplitSizes | DspritesSplitSizes, val_fraction: float,
+          seed: int, task: str) -> dict[str, pd.DataFrame]:
+    """Draw every split from `labels` (domain, image, group, raw, label or label_<factor>) by
+    whole groups."""
     rng = np.random.default_rng(seed)
     source = labels[labels["domain"] == "source"]
     target = labels[labels["domain"] == "target"]
+    counts = sizes.counts(val_fraction)
     check_counts(len(source), {"source": sizes.source}, "source", task)
-    wanted = {"target_test": sizes.target_test, "target_labeled": sizes.target_labeled,
-              "target_unlabeled": sizes.target_unlabeled}
-    check_counts(len(target), wanted, "target", task)
     out = {"source": take_groups(source, sizes.source, shuffled_groups(source, rng))[0]}
+    wanted = {"target_test": counts["target_test"],
+              "target_labeled": counts["target_train"] + counts["target_val"],
+              "target_unlabeled": counts["target_unlabeled"]}
+    if wanted["target_test"] == "official":
+        out["target_test"], target = official_test(target, task)
+        del wanted["target_test"]
+    check_counts(len(target), wanted, "target", task)
     order = shuffled_groups(target, rng)
     for name, count in wanted.items():
         out[name], order = take_groups(target, count, order)
     labeled = out.pop("target_labeled")
-    n_val = validation_count(len(labeled), val_fraction)
+    n_val = counts["target_val"]
     labeled_groups = labeled["group"].drop_duplicates().tolist()  # already in shuffled order
     out["target_val"], rest = take_groups(labeled, n_val, labeled_groups)
     out["target_train"] = labeled[labeled["group"].isin(rest)]
@@ -71,7 +87,8 @@ def split(labels: pd.DataFrame, sizes: SplitSizes, val_fraction: float, seed: in
                         f"{len(out['target_val'])} validation images from {len(labeled)} labeled "
                         f"ones in {len(labeled_groups)} groups (a group never straddles the two); "
                         f"raise split.{task}.target_labeled or change split.val_fraction")
-    out["target_unlabeled"] = out["target_unlabeled"].drop(columns=["raw", "label"])
+    hidden = [c for c in ["raw", *label_columns(labels)] if c in labels]
+    out["target_unlabeled"] = out["target_unlabeled"].drop(columns=hidden)
     return {name: out[name].reset_index(drop=True) for name in SPLITS}
 
 
@@ -85,10 +102,19 @@ def fit_scaling(labels: pd.Series, kind: str) -> dict:
     return {"offset": low - LOW * scale, "scale": scale}
 
 
+def fit_scalings(frame: pd.DataFrame, kind: str) -> dict:
+    """fit_scaling of each label column: numbers for one label, lists (a value per factor, in
+    order) for several; `none` is the same for any number of factors, so it stays numbers."""
+    fitted = [fit_scaling(frame[c], kind) for c in label_columns(frame)]
+    if len(fitted) == 1 or kind == "none":
+        return fitted[0]
+    return {key: [f[key] for f in fitted] for key in ("offset", "scale")}
+
+
 def scaling(splits: dict[str, pd.DataFrame], kind: str, units: dict) -> dict:
     """Per-domain scaling fitted on training labels only (source; target_train), plus units."""
     return {
-        "source": fit_scaling(splits["source"]["label"], kind),
-        "target": fit_scaling(splits["target_train"]["label"], kind),
+        "source": fit_scalings(splits["source"], kind),
+        "target": fit_scalings(splits["target_train"], kind),
         **units,
     }

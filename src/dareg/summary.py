@@ -10,17 +10,20 @@ from dareg.errors import DataError
 from dareg.evaluate import paired_difference
 
 REGIME_KEYS = ("mae", "rmse", "spearman", "pearson", "ci95", "cs5", "val_mae", "seed_spread", "seeds",
-               "best_epochs", "collapse_ratio", "control")
+               "best_epochs", "collapse_ratio", "control", "mae_sum", "last_epoch")
 COLLAPSED_BELOW = 0.5  # collapse ratio std(predicted) / std(actual) under which a regime is flagged
 
 
 def collect(metrics: list[dict]) -> dict:
-    """{task: {unit, n, regimes: {regime: metrics...}, baseline_train_mean}} from evaluate outputs;
-    each regime also carries its source/target feature MMD as `alignment_mmd`."""
+    """{task: {unit, n, regimes: {regime: metrics...}, baseline_train_mean}} from evaluate outputs
+    (with several factors also `factors`, and each regime's metrics per factor); each regime also
+    carries its source/target feature MMD as `alignment_mmd`."""
     summary: dict = {}
     for m in metrics:
-        task = summary.setdefault(m["task"], {"unit": m["unit"], "n": m["n"], "regimes": {}})
-        task["regimes"][m["regime"]] = {**{k: m[k] for k in REGIME_KEYS if k in m},
+        task = summary.setdefault(m["task"], {"unit": m["unit"], "n": m["n"], "regimes": {},
+                                              **({"factors": m["factors"]} if "factors" in m else {})})
+        task["regimes"][m["regime"]] = {**{k: m[k] for k in (*REGIME_KEYS, *m.get("factors", []))
+                                           if k in m},
                                         "alignment_mmd": m["alignment"]["mmd"]}
         task["baseline_train_mean"] = m["baseline_train_mean"]
     return summary
@@ -28,13 +31,17 @@ def collect(metrics: list[dict]) -> dict:
 
 def by_seed(frame: pd.DataFrame, name: str) -> tuple[np.ndarray, np.ndarray]:
     """(truth (n,), predictions (seeds, n)) from a predictions CSV in long form (seed, actual,
-    predicted; no seed column: one seed)."""
+    predicted; no seed column: one seed); with a factor column, (truth (n, K), predictions
+    (seeds, n, K)), factors in their order of appearance."""
     groups = [g for _, g in frame.groupby("seed", sort=True)] if "seed" in frame else [frame]
-    truth = groups[0]["actual"].to_numpy()
-    if any(not np.array_equal(g["actual"].to_numpy(), truth) for g in groups[1:]):
+    columns = (lambda g, c: g[c].to_numpy()) if "factor" not in frame else \
+        (lambda g, c: np.stack([g.loc[g["factor"] == f, c].to_numpy()
+                                for f in pd.unique(frame["factor"])], axis=1))
+    truth = columns(groups[0], "actual")
+    if any(not np.array_equal(columns(g, "actual"), truth) for g in groups[1:]):
         raise DataError(f"predictions of {name}: its seeds are not on the same test images in the "
                         f"same order; rerun its evaluate stage (dvc repro)")
-    return truth, np.stack([g["predicted"].to_numpy() for g in groups])
+    return truth, np.stack([columns(g, "predicted") for g in groups])
 
 
 def comparison_pairs(regimes: list[str], controls: dict[str, str], reference: str
@@ -80,8 +87,32 @@ def _with_spread(m: dict, key: str) -> str:
     return f"{_fmt(m[key])}{sd}" + (f" [{_fmt(ci['low'])}, {_fmt(ci['high'])}]" if ci else "")
 
 
+def _factor_table(block: dict) -> list[str]:
+    """Several factors: per regime the MAE of each factor, their mean and sum, and the last
+    epoch's test MAE (what the papers, which select nothing, report)."""
+    names = block["factors"]
+    lines = [f"| regime | MAE, mean over factors [95% CI] | {' | '.join(f'MAE {f}' for f in names)} | "
+             f"MAE sum | last epoch: MAE | Spearman, mean [95% CI] | feature MMD | collapse ratio | "
+             f"best epoch |", "|---" * (len(names) + 9) + "|"]
+    for regime, m in block["regimes"].items():
+        last = m["last_epoch"]
+        spread = (last["seed_spread"]["mae"] or {}).get("std") if len(m.get("seeds", [])) > 1 else None
+        lines.append(f"| {regime} | {_with_spread(m, 'mae')} | "
+                     f"{' | '.join(_fmt(m[f]['mae']) for f in names)} | {_fmt(m['mae_sum'])} | "
+                     f"{_fmt(last['mae'])}{'' if spread is None else f' ± {_fmt(spread)}'} | "
+                     f"{_with_spread(m, 'spearman')} | {m['alignment_mmd']:.4f} | {_collapse(m)} | "
+                     f"{', '.join(map(str, m.get('best_epochs', [])))} |")
+    base = block["baseline_train_mean"]
+    lines.append(f"| baseline: training mean | {_fmt(base['mae'])} | " + "n/a | " * len(names)
+                 + f"{_fmt(base['mae_sum'])} | n/a | n/a | n/a | 0 | n/a |")
+    return lines
+
+
 def _regime_table(block: dict) -> list[str]:
-    """Rows per regime and for the baseline; CS(5) only where the unit is years."""
+    """Rows per regime and for the baseline; CS(5) only where the unit is years; per factor
+    (_factor_table) where the label has several."""
+    if "factors" in block:
+        return _factor_table(block)
     ages = block["unit"] == "years"
     head = "| regime | MAE [95% CI] | RMSE | Spearman [95% CI] | Pearson |" + (" CS(5) |" if ages else "")
     lines = [head + " feature MMD | collapse ratio | best epoch |", "|---" * (head.count("|") + 2) + "|"]

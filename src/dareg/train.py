@@ -90,8 +90,8 @@ def domain_groups(counts: dict[str, int], regime: Regime) -> list[int] | None:
 
 def loss_terms(pred, feat, logits, counts: dict, labels: dict, head: nn.Module, regime: Regime,
                ctx: losses.TermContext) -> dict[str, torch.Tensor]:
-    """Every loss term the regime weighs, from the global batch's predictions (B,), features
-    (B, d) and logits (B, K) or None, split by `counts` in stream order: the head's supervised
+    """Every loss term the regime weighs, from the global batch's predictions (B, K), features
+    (B, d) and logits (B, bins) or None, split by `counts` in stream order: the head's supervised
     terms on the labeled streams, then each alignment term from the registry on source features
     against target (labeled and unlabeled) features."""
     def by_stream(t):
@@ -119,7 +119,7 @@ def weighted_total(terms: dict[str, torch.Tensor], regime: Regime) -> torch.Tens
 
 def forward(model: nn.Module, images: Images, device: torch.device,
             groups: list[int] | None = None, precision: str = "bf16"):
-    """(pred, features, logits) of the global batch `images`: this rank runs its equal share of
+    """(pred (B, K), features, logits) of the global batch `images`: this rank runs its equal share of
     each group (AdaBN's domains; one group by default) and the results are gathered across ranks
     back into the batch's order; bf16 autocast and channels_last on CUDA."""
     rank, size = world()
@@ -148,7 +148,7 @@ def _batch_order(gathered: torch.Tensor, groups: list[int], size: int) -> torch.
 def infer(model: nn.Module, images: Images, device, batch_size: int = 256,
           precision: str = "bf16") -> tuple[np.ndarray, torch.Tensor]:
     """One eval-mode pass over uint8 images (N, H, W, 3): predictions in the scaled label range
-    (N,) and the features (N, feature_dim), float32 on the CPU."""
+    (N, K) and the features (N, feature_dim), float32 on the CPU."""
     model.eval()
     device = torch.device(device)
     preds, feats = [], []
@@ -161,63 +161,70 @@ def infer(model: nn.Module, images: Images, device, batch_size: int = 256,
         preds.append(pred.float().cpu())
         feats.append(feat.float().cpu())
     if not preds:
-        return np.zeros(0, np.float32), torch.zeros(0, 0)
+        return np.zeros((0, getattr(model, "outputs", 1)), np.float32), torch.zeros(0, 0)
     return torch.cat(preds).numpy(), torch.cat(feats)
 
 
 def predict(model: nn.Module, images: Images, device, batch_size: int = 256,
             precision: str = "bf16") -> np.ndarray:
-    """Predictions in the scaled label range for uint8 images (N, H, W, 3), in eval mode."""
+    """Predictions (N, K) in the scaled label range for uint8 images (N, H, W, 3), in eval mode."""
     return infer(model, images, device, batch_size, precision)[0]
 
 
-def epoch_lrs(cfg: Train, epoch: int) -> tuple[float, float]:
-    """(backbone, head) learning rates: lr / 10^(epoch // lr_step_epochs); the backbone's times
-    backbone_lr_scale, and 0 while frozen (its first freeze_backbone_epochs epochs)."""
-    lr = cfg.lr * 0.1 ** (epoch // cfg.lr_step_epochs if cfg.lr_step_epochs else 0)
+def step_lrs(cfg: Train, epoch: int, step: int) -> tuple[float, float]:
+    """(backbone, head) learning rates at optimizer step `step` (0-based, counted over the whole
+    run) of `epoch`: lr_schedule step: lr / 10^(epoch // lr_step_epochs) (DEX; constant when
+    lr_step_epochs is 0); inverse: lr * (1 + lr_gamma * step)^-lr_power (the DA papers'). The
+    backbone's is times backbone_lr_scale, and 0 while frozen (its first freeze_backbone_epochs)."""
+    if cfg.lr_schedule == "inverse":
+        lr = cfg.lr * (1.0 + cfg.lr_gamma * step) ** -cfg.lr_power
+    else:
+        lr = cfg.lr * 0.1 ** (epoch // cfg.lr_step_epochs if cfg.lr_step_epochs else 0)
     frozen = epoch < cfg.freeze_backbone_epochs
     return (0.0 if frozen else lr * cfg.backbone_lr_scale), lr
 
 
 def make_optimizer(model: nn.Module, cfg: Train) -> torch.optim.Optimizer:
-    """Adam or SGD (with momentum) over the groups backbone, head and (when built) the adapters,
-    which learn at the head's rate; weight decay on all."""
+    """Adam or SGD (with momentum, Nesterov's if asked) over the groups backbone, head and (when
+    built) the adapters, which learn at the head's rate; weight decay on all."""
     groups = [{"params": list(model.backbone.parameters())},
               {"params": list(model.head.parameters())}]
     if len(model.adapters):
         groups.append({"params": list(model.adapters.parameters())})
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum,
-                               weight_decay=cfg.weight_decay)
+                               weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
     return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def set_lrs(optimizer: torch.optim.Optimizer, cfg: Train, epoch: int) -> None:
-    backbone, head = epoch_lrs(cfg, epoch)
+def set_lrs(optimizer: torch.optim.Optimizer, cfg: Train, epoch: int, step: int) -> None:
+    backbone, head = step_lrs(cfg, epoch, step)
     for group, lr in zip(optimizer.param_groups, (backbone, head, head)):
         group["lr"] = lr
 
 
 def batch_terms(model, batch, regime: Regime, loss_cfg: Losses, device, progress: float,
-                precision: str = "bf16") -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+                precision: str = "bf16", step: int = 0) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """The loss terms of one global batch (images, counts, labels as draw_batch gives them) and
-    their weighted total; `progress` in [0, 1]: how far training is (DANN's ramp)."""
+    their weighted total; `progress` in [0, 1]: how far training is (DANN's ramp); `step`: the
+    optimizer step, counted over the run (DD's warm start)."""
     images, counts, labels = batch
     net = getattr(model, "module", model)
     net = getattr(net, "_orig_mod", net)  # torch.compile's wrapper
-    ctx = losses.TermContext(loss_cfg, progress, net.adapters)
+    ctx = losses.TermContext(loss_cfg, progress, net.adapters, step)
     outputs = forward(model, images, device, domain_groups(counts, regime), precision)
     terms = loss_terms(*outputs, counts, labels, net.head, regime, ctx)
     return terms, weighted_total(terms, regime)
 
 
 def step(model, optimizer, batch, regime: Regime, loss_cfg: Losses, device, progress: float,
-         precision: str = "bf16", where: str = "train", check: bool = True
+         precision: str = "bf16", where: str = "train", check: bool = True, index: int = 0
          ) -> dict[str, torch.Tensor]:
-    """One optimizer step on `batch`; returns the terms and `total` (detached). With `check`, a
-    loss that is not finite stops training before the step, with a TrainingError naming `where`
-    and the term (a host-device synchronization: train_one_epoch checks per epoch on CUDA)."""
-    terms, total = batch_terms(model, batch, regime, loss_cfg, device, progress, precision)
+    """One optimizer step on `batch` (the run's step `index`); returns the terms and `total`
+    (detached). With `check`, a loss that is not finite stops training before the step, with a
+    TrainingError naming `where` and the term (a host-device synchronization: train_one_epoch
+    checks per epoch on CUDA)."""
+    terms, total = batch_terms(model, batch, regime, loss_cfg, device, progress, precision, index)
     if check:
         stop_if_not_finite({**terms, "total": total}, where)
     optimizer.zero_grad(set_to_none=True)
@@ -237,17 +244,22 @@ def stop_if_not_finite(values: dict, where: str) -> None:
 
 def train_one_epoch(model, optimizer, streams, regime, loss_cfg, device, steps: int,
                     desc: str, done: float = 0.0, share: float = 0.0,
-                    precision: str = "bf16") -> dict[str, float]:
-    """`steps` optimizer steps; returns each term's mean and the weighted total. `done` and
-    `share`: the part of training before this epoch and this epoch's part (DANN's ramp). On the
-    CPU each step's loss is checked before its update; on CUDA the sums stay on the device and
-    are checked when the epoch ends (no synchronization per step), before anything is saved."""
+                    precision: str = "bf16", first: int = 0,
+                    lrs: Callable[[int], None] = lambda index: None) -> dict[str, float]:
+    """`steps` optimizer steps, the run's steps first, first + 1, ...; returns each term's mean
+    and the weighted total. `done` and `share`: the part of training before this epoch and this
+    epoch's part (DANN's ramp); `lrs(index)` sets the learning rates of the run's step `index`.
+    On the CPU each step's loss is checked before its update; on CUDA the sums stay on the
+    device and are checked when the epoch ends (no synchronization per step), before anything is
+    saved."""
     model.train()
     check = torch.device(device).type != "cuda"
     sums: dict[str, torch.Tensor] = {}
     for i in progress.bar(range(steps), desc=desc, unit="step", leave=False, disable=world()[0] > 0):
+        lrs(first + i)
         values = step(model, optimizer, draw_batch(regime, streams), regime, loss_cfg, device,
-                      done + share * i / steps, precision, f"{desc}, step {i + 1}", check)
+                      done + share * i / steps, precision, f"{desc}, step {i + 1}", check,
+                      first + i)
         for k, v in values.items():
             sums[k] = sums[k] + v if k in sums else v.clone()
     means = {k: float(v) / steps for k, v in sums.items()}
@@ -256,15 +268,18 @@ def train_one_epoch(model, optimizer, streams, regime, loss_cfg, device, steps: 
 
 
 def labeled_training_labels(splits: dict[str, Split], regime: Regime) -> np.ndarray:
-    """The scaled labels of every labeled split the regime draws (what DEX bins are fitted on)."""
+    """The scaled labels (N, K) of every labeled split the regime draws (what DEX bins are
+    fitted on)."""
     return np.concatenate([splits[STREAM_SPLITS[n]].labels for n in LABELED_STREAMS
                            if regime.batch.get(n)])
 
 
-def target_batches(splits: dict[str, Split], device, batch_size: int = 64):
-    """The target training images, labeled then unlabeled, as float batches of `batch_size`
-    (the last may be smaller): AdaBN's sample of the target domain."""
-    parts = [splits[name].images for name in ("target_train", "target_unlabeled")]
+def target_batches(splits: dict[str, Split], device, batch_size: int = 64,
+                   streams: tuple[str, ...] = TARGET_STREAMS):
+    """The target training images of `streams` (labeled, then unlabeled), as float batches of
+    `batch_size` (the last may be smaller): AdaBN's sample of the target domain, the images
+    the regime draws from it."""
+    parts = [splits[STREAM_SPLITS[name]].images for name in TARGET_STREAMS if name in streams]
     sizes = np.cumsum([0, *map(len, parts)])
     for start in range(0, sizes[-1], batch_size):
         stop = min(start + batch_size, sizes[-1])
@@ -284,7 +299,7 @@ def prepare(model: nn.Module, splits: dict[str, Split], regime: Regime, cfg: Tra
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         model.adapters.update(losses.build_modules(regime.alignment_terms, model.feature_dim,
-                                                   loss_cfg))
+                                                   loss_cfg, model.outputs))
 
 
 def fit(model: nn.Module, splits: dict[str, Split], regime: Regime, cfg: Train, loss_cfg: Losses,
@@ -292,10 +307,11 @@ def fit(model: nn.Module, splits: dict[str, Split], regime: Regime, cfg: Train, 
         desc: str = "train", resume: Path | None = None) -> dict:
     """Train for cfg.epochs (or until `patience` epochs bring no better validation MAE); keep the
     weights with the lowest target-validation error. With regime.adabn the BatchNorm statistics
-    are re-estimated on the target training images before each validation, so the kept weights
-    carry the target's statistics. `resume`: a state file written after every epoch and picked
+    are re-estimated on the target images the regime draws before each validation, so the kept
+    weights carry the target's statistics. `resume`: a state file written after every epoch and picked
     up if present (delete it when the run is done). Returns the best epoch's record (val_mae,
-    epoch, state) with the logged `history` of every epoch."""
+    epoch, state) with the logged `history` of every epoch and the `last` epoch's record (the
+    papers select nothing: they report the end of a fixed schedule)."""
     device = pick_device(cfg.device) if world()[1] == 1 else _ddp_device(cfg)
     for count in regime.batch.values():
         if count % world()[1]:
@@ -308,10 +324,9 @@ def fit(model: nn.Module, splits: dict[str, Split], regime: Regime, cfg: Train, 
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest
         used = {STREAM_SPLITS[n] for n in regime.batch if regime.batch[n]}
-        if regime.adabn:
-            used |= {"target_train", "target_unlabeled"}
         splits = {**splits, **to_device({k: splits[k] for k in used}, device)}
     streams = {n: Stream(splits[STREAM_SPLITS[n]], rng) for n in regime.batch if regime.batch[n]}
+    drawn_target = tuple(n for n in TARGET_STREAMS if n in streams)  # AdaBN's target images
     optimizer = make_optimizer(model, cfg)
     run = {"epoch": 0, "best": {"val_mae": float("inf")}, "stale": 0, "history": []}
     if resume is not None and resume.exists():
@@ -324,12 +339,13 @@ def fit(model: nn.Module, splits: dict[str, Split], regime: Regime, cfg: Train, 
     for epoch in range(run["epoch"], cfg.epochs):
         if cfg.patience and run["stale"] >= cfg.patience:
             break
-        set_lrs(optimizer, cfg, epoch)
         means = train_one_epoch(trained, optimizer, streams, regime, loss_cfg, device,
                                 cfg.steps_per_epoch, f"{desc} epoch {epoch + 1}/{cfg.epochs}",
-                                epoch / cfg.epochs, 1 / cfg.epochs, cfg.precision)
+                                epoch / cfg.epochs, 1 / cfg.epochs, cfg.precision,
+                                epoch * cfg.steps_per_epoch,
+                                lambda index: set_lrs(optimizer, cfg, epoch, index))
         if regime.adabn:
-            reestimate_batchnorm(model, target_batches(splits, device))
+            reestimate_batchnorm(model, target_batches(splits, device, streams=drawn_target))
         values = {**{f"train/{k}": v for k, v in means.items()}, "val/mae": validate(model),
                   "lr": optimizer.param_groups[1]["lr"],
                   "lr_backbone": optimizer.param_groups[0]["lr"]}
@@ -341,7 +357,9 @@ def fit(model: nn.Module, splits: dict[str, Split], regime: Regime, cfg: Train, 
         raise TrainingError(f"{desc}: no epoch gave a finite target-validation MAE (last: "
                             f"{run['history'][-1]['val/mae'] if run['history'] else 'none'}); "
                             f"check train.epochs and the labels")
-    return {**run["best"], "history": run["history"]}
+    last = {"val_mae": run["history"][-1]["val/mae"], "epoch": run["epoch"],
+            "state": copy.deepcopy(model.state_dict())}
+    return {**run["best"], "history": run["history"], "last": last}
 
 
 def next_run(run: dict, epoch: int, values: dict, model: nn.Module) -> dict:
