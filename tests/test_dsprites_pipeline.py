@@ -82,3 +82,24 @@ def test_unsupervised_regimes_never_draw_a_target_label(dsprites):
     for name in regimes(dsprites):
         batch = params["regimes"][name]["batch"]
         assert ("target_labeled" in batch) == (name == "oracle"), name
+
+
+def test_predict_gives_each_factor_as_evaluate_does(dsprites, tmp_path):
+    """The test split's images saved as PNGs (the cache's pixels, lossless): the prediction
+    command writes predicted_scale, predicted_x, predicted_y equal to evaluate's."""
+    import numpy as np
+    from PIL import Image
+
+    images = np.load(dsprites / "data" / "cache" / "dsprites" / "target_test.npy")[:5]
+    files = []
+    for i, image in enumerate(images):
+        files.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(image).save(files[-1])
+    out = tmp_path / "predictions.csv"
+    run(["python", "-m", "dareg.predict", str(dsprites / "models/dsprites/oracle/seed-0.pt"), *files,
+         "--out", str(out)], dsprites)
+    table = pd.read_csv(out)
+    expected = pd.read_csv(dsprites / "metrics/dsprites/predictions/oracle.csv").query("seed == 0")
+    for factor in FACTORS:
+        want = expected[expected["factor"] == factor]["predicted"].to_numpy()[:5]
+        np.testing.assert_allclose(table[f"predicted_{factor}"], want, atol=2e-3)

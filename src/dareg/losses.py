@@ -233,6 +233,7 @@ def _leading(eigenvalues: torch.Tensor, threshold: float) -> int:
     """How many leading values DARE-GRAM inverts (its official rule): the last 0-based index i
     with cumulative share s_i <= T, T = max(threshold, s_1); so at least 1, and never the values
     that take the share past T."""
+    eigenvalues = eigenvalues.detach()
     share = eigenvalues.cumsum(0) / eigenvalues.sum().clamp_min(1e-30)
     if len(share) < 2:
         return 1
