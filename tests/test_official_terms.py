@@ -20,6 +20,7 @@ import torch
 from torch.nn import functional as F
 
 from dareg import losses, params
+from dareg.linalg import gram_pinv
 from dareg.losses import TermContext
 
 
@@ -195,7 +196,7 @@ def official_daregram(h1, h2, threshold: float, kept: int | None = None, eps: fl
 
 def dareg_kept(f_s, f_t, threshold: float) -> int:
     """The count daregram_parts inverts (its k)."""
-    lam_s, lam_t = (torch.linalg.svdvals(losses.gram(f)) for f in (f_s, f_t))
+    lam_s, lam_t = (losses.gram_eigenvalues(f) for f in (f_s, f_t))
     return min(max(losses._leading(lam_s, threshold), losses._leading(lam_t, threshold)),
                len(f_s), len(f_t), f_s.shape[1] + 1)
 
@@ -266,8 +267,8 @@ def test_daregram_equals_official_at_dareg_k_with_the_gram_divided_by_b(b, d, th
 def test_official_pinv_keeps_k_or_k_plus_one_by_rounding(b, d, threshold):
     """Difference: the official rtol L[k] / L[0] sits exactly on the k-th value, so whether pinv
     inverts k or k + 1 values turns on rounding (in float64 and float32 about 4 in 10 cases keep
-    k + 1); dareg's tolerance sqrt(L[k-1] L[k]) / L[0] lies between the two and inverts its k
-    exactly."""
+    k + 1); dareg builds the pseudo-inverse from the thin SVD of A / sqrt(b), exactly k values,
+    b times the truncated official one."""
     f = features(b, d, 17)
     g = official_gram(f)
     lam = torch.linalg.svdvals(g)
@@ -276,8 +277,10 @@ def test_official_pinv_keeps_k_or_k_plus_one_by_rounding(b, d, threshold):
     distance = [float(torch.linalg.matrix_norm(official - truncated_pinv(g, r)) /
                       torch.linalg.matrix_norm(truncated_pinv(g, r))) for r in (k, k + 1)]
     assert min(distance) < 1e-8
-    ours = torch.linalg.pinv(g, rtol=losses._cut(lam, k))
-    assert torch.allclose(ours, truncated_pinv(g, k), rtol=1e-8, atol=1e-12)
+    ours = gram_pinv(losses.gram_factor(f), k)
+    assert torch.allclose(ours, b * truncated_pinv(g, k), rtol=1e-7, atol=1e-10)
+    lam_ours = losses.gram_eigenvalues(f)
+    assert torch.allclose(lam_ours, lam[:len(lam_ours)] / b, rtol=1e-9, atol=1e-12)
 
 
 def test_daregram_on_unequal_batches():
@@ -297,7 +300,7 @@ def test_daregram_cap_decides_only_with_unequal_batches():
     """dareg caps k at min(n, m, d + 1): with 8 source and 16 target images the target alone
     would invert more than G_s's rank allows; the capped value is the formula at k = 8."""
     f_s, f_t = features(8, 32, 20), features(16, 32, 21)
-    lead = max(losses._leading(torch.linalg.svdvals(losses.gram(f)), 0.999) for f in (f_s, f_t))
+    lead = max(losses._leading(losses.gram_eigenvalues(f), 0.999) for f in (f_s, f_t))
     assert lead > 8 and dareg_kept(f_s, f_t, 0.999) == 8
 
 

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from dareg.linalg import square_svd, thin_svd
+from dareg.linalg import gram_pinv, square_svd, thin_svd
 from dareg.params import Losses
 
 
@@ -199,11 +199,20 @@ def rsd(f_s, f_t, y_s=None, y_t=None, ctx: TermContext | None = None) -> torch.T
 
 # ----- DARE-GRAM ---------------------------------------------------------------------------------
 
-def gram(f: torch.Tensor) -> torch.Tensor:
-    """G = A^T A / n with A = [1, f] (n, d + 1): the Gram matrix of OLS on these features, divided
-    by the batch size (not in the paper) so that batches of different sizes compare."""
+def gram_factor(f: torch.Tensor) -> torch.Tensor:
+    """A / sqrt(n) with A = [1, f] (n, d + 1): G = A^T A / n, the Gram matrix of OLS on these
+    features divided by the batch size (not in the paper, so that batches of different sizes
+    compare), is its own Gram matrix. DARE-GRAM works from this factor's thin SVD, O(n^2 d),
+    never an SVD of the (d + 1, d + 1) matrix G."""
     a = torch.cat([torch.ones(len(f), 1, dtype=f.dtype, device=f.device), f], 1)
-    return a.T @ a / len(f)
+    return a / math.sqrt(len(f))
+
+
+def gram_eigenvalues(f: torch.Tensor) -> torch.Tensor:
+    """The min(n, d + 1) largest eigenvalues of G (gram_factor), s^2 for the singular values s of
+    its factor (G's others are 0); dareg.linalg.thin_svd keeps the gradient finite where values
+    repeat or vanish."""
+    return thin_svd(gram_factor(f))[1].pow(2)
 
 
 def daregram_parts(f_s: torch.Tensor, f_t: torch.Tensor, threshold: float
@@ -215,15 +224,15 @@ def daregram_parts(f_s: torch.Tensor, f_t: torch.Tensor, threshold: float
                the second share when that is above it), at most min(n, m, d + 1): G's rank can
                be no higher, and inverting a null direction would blow the gradient up (the
                paper's batches are equal, so its k stays within the rank)
-        G^+  = pseudo-inverse keeping those k (relative tolerance between lambda_k and lambda_k+1)
+        G^+  = the pseudo-inverse keeping exactly k values (dareg.linalg.gram_pinv: from the
+               factor's SVD; differentiated as torch.linalg.pinv, as the official code is)
         angle = mean over the d + 1 columns j of 1 - cos(G_s^+[:, j], G_t^+[:, j])
         scale = || lambda_s[:k] - lambda_t[:k] ||_2 / k
     """
-    g_s, g_t = gram(f_s), gram(f_t)
-    lam_s, lam_t = torch.linalg.svdvals(g_s), torch.linalg.svdvals(g_t)
-    k = min(max(_leading(lam_s.detach(), threshold), _leading(lam_t.detach(), threshold)),
+    lam_s, lam_t = gram_eigenvalues(f_s), gram_eigenvalues(f_t)
+    k = min(max(_leading(lam_s, threshold), _leading(lam_t, threshold)),
             len(f_s), len(f_t), f_s.shape[1] + 1)
-    inverses = [torch.linalg.pinv(g, rtol=_cut(lam.detach(), k)) for g, lam in ((g_s, lam_s), (g_t, lam_t))]
+    inverses = [gram_pinv(gram_factor(f), k) for f in (f_s, f_t)]
     angle = (1.0 - F.cosine_similarity(*inverses, dim=0, eps=1e-8)).mean()
     scale = torch.linalg.vector_norm(lam_s[:k] - lam_t[:k]) / k
     return angle, scale
@@ -239,14 +248,6 @@ def _leading(eigenvalues: torch.Tensor, threshold: float) -> int:
         return 1
     top = max(threshold, float(share[1]))
     return int(torch.nonzero(share <= top).max())
-
-
-def _cut(eigenvalues: torch.Tensor, k: int) -> float:
-    """A relative tolerance that keeps the first k values and drops the rest."""
-    top = float(eigenvalues[0].clamp_min(1e-30))
-    if k >= len(eigenvalues):
-        return 0.0
-    return math.sqrt(float(eigenvalues[k - 1]) * max(float(eigenvalues[k]), 0.0)) / top
 
 
 @register("daregram_angle")
