@@ -45,12 +45,15 @@ def can_isolate_network() -> bool:
 
 
 def copy_project(dest: Path, profile_name: str | None = "tiny") -> Path:
-    """This repository's pipeline files (no data, no lock, no metrics) in a fresh git repo,
-    with profiles/<profile_name>.yaml applied (None: the demo profile as committed)."""
+    """This repository's pipeline files (no data, no lock, no metrics) in a git repo at `dest`,
+    with profiles/<profile_name>.yaml applied (None: the demo profile as committed), committed.
+    An existing copy is brought up to date (its data, lock and metrics stay: DVC reruns what the
+    new files change)."""
     for name in PROJECT_FILES:
         src = ROOT / name
         if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+            shutil.copytree(src, dest / name, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         elif src.exists():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / name)
@@ -58,9 +61,10 @@ def copy_project(dest: Path, profile_name: str | None = "tiny") -> Path:
         overlay = ROOT / "profiles" / f"{profile_name}.yaml"
         profile.apply(dest / "params.yaml", overlay, dest / "params.yaml")
     git = ["git", *GIT_IDENTITY]
-    run(["git", "init", "-q"], dest)
+    if not (dest / ".git").exists():
+        run(["git", "init", "-q"], dest)
     run([*git, "add", "-A"], dest)
-    run([*git, "commit", "-qm", "tiny profile"], dest)
+    run([*git, "commit", "-qm", f"project, profile {profile_name}", "--allow-empty"], dest)
     return dest
 
 

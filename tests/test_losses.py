@@ -10,7 +10,7 @@ import pytest
 import torch
 from scipy.linalg import subspace_angles
 
-from dareg import losses, params
+from dareg import adversarial, losses, params
 from dareg.losses import TermContext
 
 
@@ -275,7 +275,7 @@ def test_dann_reverses_the_gradient_into_the_features_only(samples):
     it, the features get -coefficient times its gradient."""
     s, t = (x.clone().requires_grad_() for x in samples)
     ctx = context()
-    loss = losses.dann(s, t, None, None, ctx)
+    loss = adversarial.dann(s, t, None, None, ctx)
     loss.backward()
     discriminator = ctx.modules["domain_discriminator"]
     s2, t2 = (x.clone().requires_grad_() for x in samples)
@@ -283,20 +283,20 @@ def test_dann_reverses_the_gradient_into_the_features_only(samples):
     plain = 0.5 * (torch.nn.functional.softplus(-logits[:8]).mean() + torch.nn.functional.softplus(logits[8:]).mean())
     assert float(loss.detach()) == pytest.approx(float(plain.detach()))
     plain_grad = torch.autograd.grad(plain, s2)[0]
-    assert torch.allclose(s.grad, -losses.dann_coefficient(0.5) * plain_grad)
+    assert torch.allclose(s.grad, -adversarial.dann_coefficient(0.5) * plain_grad)
 
 
 def test_dann_cannot_beat_chance_on_identical_samples(samples):
     s, _ = samples
     for seed in range(3):
         torch.manual_seed(seed)
-        ctx = TermContext(CFG, 0.5, {"domain_discriminator": losses.domain_discriminator(5, CFG, 1).double()})
-        assert float(losses.dann(s, s.clone(), None, None, ctx).detach()) >= math.log(2) - 1e-12
+        ctx = TermContext(CFG, 0.5, {"domain_discriminator": adversarial.domain_discriminator(5, CFG, 1).double()})
+        assert float(adversarial.dann(s, s.clone(), None, None, ctx).detach()) >= math.log(2) - 1e-12
 
 
 def test_dann_coefficient_ramps_from_zero_to_one():
-    assert losses.dann_coefficient(0.0) == 0.0
-    assert 0.98 < losses.dann_coefficient(0.5) < losses.dann_coefficient(1.0) < 1.0
+    assert adversarial.dann_coefficient(0.0) == 0.0
+    assert 0.98 < adversarial.dann_coefficient(0.5) < adversarial.dann_coefficient(1.0) < 1.0
 
 
 @pytest.mark.parametrize("name", sorted(losses.TERMS))
@@ -352,7 +352,7 @@ def test_dd_on_identical_domains_is_the_source_gap_times_one_minus_margin(sample
     With h' = 1/2 everywhere and y's factors at 0.1, 0.5, 0.9: D = (1 - margin) 0.8 / 3."""
     s, _ = samples
     y = torch.tensor([0.1, 0.5, 0.9]).repeat(8, 1)
-    value = losses.dd(s, s.clone(), y, y.clone(), dd_context(margin))
+    value = adversarial.dd(s, s.clone(), y, y.clone(), dd_context(margin))
     assert value.item() == pytest.approx(-(1 - margin) * 0.8 / 3)
 
 
@@ -362,7 +362,7 @@ def test_dd_takes_one_mean_per_domain_over_samples_and_factors(samples):
     s, t = samples
     y_s, y_t = torch.full((8, 3), 0.3), torch.full((6, 3), 0.5)
     y_t[2, 1] = 0.9
-    value = losses.dd(s, t, y_s, y_t, dd_context(margin=2.0))
+    value = adversarial.dd(s, t, y_s, y_t, dd_context(margin=2.0))
     assert value.item() == pytest.approx(-(0.4 / 18 - 2.0 * 0.2))
 
 
@@ -373,13 +373,13 @@ def test_dd_reverses_the_gradient_into_the_features_and_leaves_the_head_alone(sa
     g = torch.Generator().manual_seed(10)
     y_s, y_t = (torch.rand(n, 3, generator=g).requires_grad_() for n in (8, 6))
     ctx = dd_context(step=700, weight=0.3, bias=0.1)
-    losses.dd(s, t, y_s, y_t, ctx).backward()
+    adversarial.dd(s, t, y_s, y_t, ctx).backward()
     adversary = ctx.modules["adversarial_regressor"]
     s2, t2 = (x.detach().clone().requires_grad_() for x in samples)
     out = adversary(torch.cat([s2, t2]))
-    plain = -losses.disparity_discrepancy(y_s, y_t, out[:8], out[8:], 1.0)
+    plain = -adversarial.disparity_discrepancy(y_s, y_t, out[:8], out[8:], 1.0)
     grad_s, grad_t, *grad_adv = torch.autograd.grad(plain, [s2, t2, *adversary.parameters()])
-    coeff = losses.warm_start_coefficient(700, 0.1, 1000)
+    coeff = adversarial.warm_start_coefficient(700, 0.1, 1000)
     assert torch.allclose(t.grad, -coeff * grad_t) and torch.allclose(s.grad, -coeff * grad_s)
     assert float((t.grad * grad_t).sum()) < 0  # opposite directions on the target part
     assert all(torch.allclose(p.grad, q) for p, q in zip(adversary.parameters(), grad_adv))
@@ -396,10 +396,10 @@ def test_dd_steps_make_the_adversary_climb_and_the_features_descend(samples):
     adversary = ctx.modules["adversarial_regressor"]
 
     def discrepancy(f_s, f_t):
-        return -losses.dd(f_s, f_t, y_s, y_t, ctx).item()
+        return -adversarial.dd(f_s, f_t, y_s, y_t, ctx).item()
 
     f_t = t.clone().requires_grad_()
-    losses.dd(s, f_t, y_s, y_t, ctx).backward()
+    adversarial.dd(s, f_t, y_s, y_t, ctx).backward()
     before = discrepancy(s, t)
     assert discrepancy(s, t - 1e-3 * f_t.grad) < before
     with torch.no_grad():
@@ -419,17 +419,17 @@ def test_dd_adversary_finds_a_discrepancy_only_between_different_domains(samples
         optimizer = torch.optim.Adam(ctx.modules["adversarial_regressor"].parameters(), lr=0.05)
         for _ in range(200):
             optimizer.zero_grad()
-            losses.dd(s, f_t, y_s, y_t, ctx).backward()
+            adversarial.dd(s, f_t, y_s, y_t, ctx).backward()
             optimizer.step()
-        assert found(-losses.dd(s, f_t, y_s, y_t, ctx).item()), f_t.mean()
+        assert found(-adversarial.dd(s, f_t, y_s, y_t, ctx).item()), f_t.mean()
 
 
 def test_dd_warm_start_coefficient_follows_tllibs_curve():
     """hi (2 / (1 + exp(-i / N)) - 1): 0 at the start, hi tanh(1/2) at N, near hi after 10 N."""
-    assert losses.warm_start_coefficient(0, 0.1, 1000) == 0.0
-    assert losses.warm_start_coefficient(1000, 0.1, 1000) == pytest.approx(0.1 * math.tanh(0.5))
-    assert losses.warm_start_coefficient(4000, 0.1, 1000) == pytest.approx(0.1 * math.tanh(2.0))
-    curve = [losses.warm_start_coefficient(i, 0.1, 1000) for i in range(0, 20001, 500)]
+    assert adversarial.warm_start_coefficient(0, 0.1, 1000) == 0.0
+    assert adversarial.warm_start_coefficient(1000, 0.1, 1000) == pytest.approx(0.1 * math.tanh(0.5))
+    assert adversarial.warm_start_coefficient(4000, 0.1, 1000) == pytest.approx(0.1 * math.tanh(2.0))
+    curve = [adversarial.warm_start_coefficient(i, 0.1, 1000) for i in range(0, 20001, 500)]
     assert curve == sorted(curve) and 0.0999 < curve[-1] < 0.1
 
 
@@ -439,7 +439,7 @@ def test_dd_uses_the_step_of_the_context(samples):
     f_t = t.clone().requires_grad_()
     y_s, y_t = torch.rand(8, 3), torch.rand(6, 3)
     ctx = dd_context(step=0, weight=0.2)
-    losses.dd(s, f_t, y_s, y_t, ctx).backward()
+    adversarial.dd(s, f_t, y_s, y_t, ctx).backward()
     assert float(f_t.grad.abs().max()) == 0.0
     assert ctx.modules["adversarial_regressor"][0].weight.grad.abs().max().item() > 0
 
@@ -447,13 +447,13 @@ def test_dd_uses_the_step_of_the_context(samples):
 def test_dd_refuses_an_adversary_of_another_factor_count(samples):
     s, t = samples
     with pytest.raises(ValueError, match="predicts 3 factors, the head 1"):
-        losses.dd(s, t, torch.rand(8, 1), torch.rand(6, 1), context())
+        adversarial.dd(s, t, torch.rand(8, 1), torch.rand(6, 1), context())
 
 
 def test_dd_adversary_is_the_heads_class_at_tllibs_init():
     """Linear(d, K) and a sigmoid, weights N(0, 0.01^2), zero biases: outputs near 1/2."""
     torch.manual_seed(0)
-    adversary = losses.adversarial_regressor(512, CFG, 3)
+    adversary = adversarial.adversarial_regressor(512, CFG, 3)
     linear = adversary[0]
     assert isinstance(adversary[1], torch.nn.Sigmoid) and linear.weight.shape == (3, 512)
     assert linear.weight.std().item() == pytest.approx(0.01, rel=0.05)

@@ -19,7 +19,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from dareg import losses, params
+from dareg import adversarial, losses, params
 from dareg.linalg import gram_pinv
 from dareg.losses import TermContext
 
@@ -355,7 +355,7 @@ def dd_setup(n, m, d, factors, seed):
     g = torch.Generator().manual_seed(seed)
     f_s, f_t = features(n, d, seed), features(m, d, seed + 1)
     y_s, y_t = (torch.rand(k, factors, generator=g).requires_grad_() for k in (n, m))
-    adversary = losses.adversarial_regressor(d, CFG, factors)
+    adversary = adversarial.adversarial_regressor(d, CFG, factors)
     with torch.no_grad():
         adversary[0].weight.normal_(0.0, 0.3, generator=g)
         adversary[0].bias.normal_(0.0, 0.3, generator=g)
@@ -370,7 +370,7 @@ def grads(value, tensors):
 @pytest.mark.parametrize("hi, steps", [(0.1, 1000), (1.0, 250)])
 def test_dd_reversal_coefficient_equals_tllibs_warm_start(step, hi, steps):
     """dareg's ctx.step is tllib's iter_num at the step's forward (both 0-based)."""
-    assert losses.warm_start_coefficient(step, hi, steps) == pytest.approx(
+    assert adversarial.warm_start_coefficient(step, hi, steps) == pytest.approx(
         official_coefficient(step, hi=hi, max_iters=steps), rel=1e-12, abs=1e-15)
 
 
@@ -383,7 +383,7 @@ def test_dd_equals_official_on_equal_batches(b, d, factors, margin, step):
     f_s.requires_grad_(), f_t.requires_grad_()
     ctx = TermContext(cfg(dd_margin=margin), modules={"adversarial_regressor": adversary},
                       step=step)
-    ours = losses.dd(f_s, f_t, y_s, y_t, ctx)
+    ours = adversarial.dd(f_s, f_t, y_s, y_t, ctx)
     theirs = official_dd_loss(f_s, f_t, y_s, y_t, adversary, step, margin, 0.1, 1000)
     assert ours.item() == pytest.approx(theirs.item(), rel=1e-12)
     inputs = [y_s, y_t, f_s, f_t, *adversary.parameters()]
@@ -404,7 +404,7 @@ def test_dd_on_unequal_batches_takes_each_domains_mean():
     with pytest.raises(RuntimeError):  # source_loss (20, 3) + target_loss (10, 3)
         official_transfer_loss(torch.cat([y_s, y_s]), y_adv[:20], y_t, y_adv[20:], 1.0)
     twice = torch.cat([f_s, f_s]).requires_grad_()
-    ours = losses.dd(twice, f_t, torch.cat([y_s, y_s]), y_t, ctx)
+    ours = adversarial.dd(twice, f_t, torch.cat([y_s, y_s]), y_t, ctx)
     once = f_s.clone().requires_grad_()
     theirs = official_dd_loss(once, f_t, y_s, y_t, adversary, 2000, 1.0, 0.1, 1000)
     assert ours.item() == pytest.approx(theirs.item(), rel=1e-12)
@@ -421,7 +421,7 @@ def test_dd_adversary_is_the_official_heads_last_layers():
     dareg's main head is one Linear and a sigmoid on pooled features, so its h' is that
     Linear(d, K) + Sigmoid with the official init (1/2 at zero features, near it elsewhere)."""
     torch.manual_seed(1)
-    adversary = losses.adversarial_regressor(512, CFG, 3).double()
+    adversary = adversarial.adversarial_regressor(512, CFG, 3).double()
     assert torch.equal(adversary(torch.zeros(2, 512)), torch.full((2, 3), 0.5))
     out = adversary(features(36, 512, 50)).detach()
     assert out.shape == (36, 3) and float((out - 0.5).abs().max()) < 0.2
