@@ -52,6 +52,9 @@ METHODS = {
     "da_dann": ({"dann": 1.0}, [0.01, 0.1, 1.0]),
     "da_dd": ({"dd": 1.0}, [0.1, 1.0, 10.0]),
 }
+# A method's other setting chosen with its weight, on validation too: DD's warm start of the
+# reversal (tllib: 1,000 of its 20,000 steps) scaled to this profile's 1,200 steps.
+VARIANTS = {"da_dd warm 60": ("da_dd", {"dd_grl_steps": 60})}
 UNWEIGHTED = ("source_only", "mixed_batch", "da_adabn", "oracle")
 NOT_METHODS = ("source_only", "mixed_batch", "oracle")  # controls and the reference, not adaptation
 
@@ -94,11 +97,15 @@ def sweep_job(job: tuple) -> dict:
     torch.set_num_threads(1)
     repo, pair, name, weights, seed = job
     p, data, scaling = load_task(Path(repo), "dsprites")
-    regime = p.regimes[name] if weights is None else replace(p.regimes[name], weights=weights)
-    r = train_run(p, regime, name, data, scaling, seed)
+    base, losses = VARIANTS.get(name, (name, {}))
+    regime = replace(p.regimes[base], losses={**p.regimes[base].losses, **losses})
+    regime = regime if weights is None else replace(regime, weights=weights)
+    p = replace(p, regimes={**p.regimes, base: regime})
+    r = train_run(p, regime, base, data, scaling, seed)
     terms = {k: [h[k] for h in r.get("history", [])] for k in r.get("history", [{}])[0]
              if k.startswith("train/")}
     return {"pair": pair, "regime": name, "grid": weights, "weights": regime.weights, "seed": seed,
+            "losses": losses,
             "val_mae": r["val_mae"], "epoch": r["epoch"], "seconds": r["seconds"], "terms": terms,
             **({"error": r["error"]} if "error" in r else {})}
 
@@ -109,9 +116,10 @@ def sweep(args) -> None:
     for repo in repos.values():
         sh(["dvc", "repro", "cache@dsprites"], repo, threads=2)
     jobs = [(str(repo), pair, name, None, 0) for pair, repo in repos.items() for name in UNWEIGHTED]
+    grids = {**METHODS, **{v: METHODS[base] for v, (base, _) in VARIANTS.items()}}
     jobs += [(str(repo), pair, method, {"supervised": 1.0, **{t: w * r for t, r in ratios.items()}}, 0)
-             for pair, repo in repos.items() for method, (ratios, grid) in METHODS.items()
-             if method in args.methods for w in grid]
+             for pair, repo in repos.items() for method, (ratios, grid) in grids.items()
+             if VARIANTS.get(method, (method,))[0] in args.methods for w in grid]
     runs_file = args.log.with_suffix(".runs.jsonl")
     done = [json.loads(line) for line in runs_file.read_text().splitlines()] if runs_file.exists() else []
     finished = {json.dumps([r["pair"], r["regime"], r["grid"], r["seed"]], sort_keys=True) for r in done}
@@ -147,16 +155,21 @@ def write_sweep(log: Path, rows: list[dict], pairs: list[str], seconds: float) -
         rel = [vals[p] / control[p] for p in pairs if p in vals and p in control]
         lines.append(f"{regime:12} {weights:44} " + " ".join(f"{vals.get(p, np.nan):6.4f}" for p in pairs)
                      + f"  {np.mean(rel):.3f}")
-    chosen = {}
+    chosen, chosen_losses = {}, {}
     for method in METHODS:
-        options = [(np.mean([v[p] / control[p] for p in pairs]), w) for (m, w), v in grid.items()
-                   if m == method and all(p in v for p in pairs)]
+        options = [(np.mean([v[p] / control[p] for p in pairs]), w, m) for (m, w), v in grid.items()
+                   if VARIANTS.get(m, (m,))[0] == method and all(p in v for p in pairs)]
         if options:
-            chosen[method] = {"supervised": 1.0, **json.loads(min(options)[1])}
-    lines += ["", "chosen (lowest mean relative validation MAE), as `weights:` under regimes:"]
-    lines += [f"  {m}: {json.dumps(w)}" for m, w in chosen.items()]
+            _, weights, variant = min(options)
+            chosen[method] = {"supervised": 1.0, **json.loads(weights)}
+            if variant in VARIANTS:
+                chosen_losses[method] = VARIANTS[variant][1]
+    lines += ["", "chosen (lowest mean relative validation MAE), as `weights:` (and `losses:`) under regimes:"]
+    lines += [f"  {m}: {json.dumps(w)}" + (f" losses {json.dumps(chosen_losses[m])}" if m in chosen_losses else "")
+              for m, w in chosen.items()]
     log.write_text("\n".join(lines) + "\n")
-    log.with_suffix(".json").write_text(json.dumps({"pairs": pairs, "chosen": chosen}, indent=1) + "\n")
+    log.with_suffix(".json").write_text(json.dumps({"pairs": pairs, "chosen": chosen,
+                                                    "losses": chosen_losses}, indent=1) + "\n")
     print("\n".join(lines))
 
 
@@ -172,8 +185,10 @@ def table_pair(job: tuple) -> dict:
 
 
 def table(args) -> None:
-    chosen = json.loads(args.weights.read_text())["chosen"] if args.weights else {}
-    overrides = {f"regimes.{m}.weights": w for m, w in chosen.items()}
+    sweep = json.loads(args.weights.read_text()) if args.weights else {}
+    chosen = sweep.get("chosen", {})
+    overrides = {**{f"regimes.{m}.weights": w for m, w in chosen.items()},
+                 **{f"regimes.{m}.losses": v for m, v in sweep.get("losses", {}).items()}}
     repos = {pair_name(s, t): prepare(args.keep / pair_name(s, t), s, t, args.painting, overrides)
              for s, t in PAIRS if pair_name(s, t) in args.pairs}
     start = time.perf_counter()

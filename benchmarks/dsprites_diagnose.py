@@ -105,9 +105,11 @@ def diagnose_job(job: tuple) -> dict:
     from dareg.train import HEAD_TERMS, STREAM_SPLITS
 
     torch.set_num_threads(1)
-    repo, pair, name, weights, seed = job
+    repo, pair, name, weights, losses, seed = job
     p, data, scaling = load_task(Path(repo), "dsprites")
-    regime = p.regimes[name] if weights is None else replace(p.regimes[name], weights=weights)
+    regime = replace(p.regimes[name], losses={**p.regimes[name].losses, **losses})
+    regime = regime if weights is None else replace(regime, weights=weights)
+    p = replace(p, regimes={**p.regimes, name: regime})
     r = train_run(p, regime, name, data, scaling, seed)
     if "error" in r:
         return {"pair": pair, "regime": name, "error": r["error"]}
@@ -157,8 +159,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--log", type=Path, default=ROOT / "benchmarks" / "dsprites_diagnose.log")
     args = parser.parse_args()
-    chosen = json.loads(args.weights.read_text())["chosen"] if args.weights.exists() else {}
-    jobs = [(str(args.keep / pair), pair, name, chosen.get(name), 0)
+    sweep = json.loads(args.weights.read_text()) if args.weights.exists() else {}
+    chosen, losses = sweep.get("chosen", {}), sweep.get("losses", {})
+    jobs = [(str(args.keep / pair), pair, name, chosen.get(name), losses.get(name, {}), 0)
             for pair in args.pairs for name in args.regimes]
     with ProcessPoolExecutor(args.jobs) as pool:
         rows = list(pool.map(diagnose_job, jobs))
