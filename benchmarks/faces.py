@@ -38,8 +38,7 @@ def prepare(dest: Path, data: Path) -> list[str]:
     """The project copy with the faces profile and an absolute wiki.path; returns run.regimes."""
     if not (data / "wiki.mat").exists():
         raise SystemExit(f"{data}: no wiki.mat; pass --data with the utkface-wiki folder")
-    if not (dest / "dvc.yaml").exists():
-        copy_project(dest, "faces")
+    copy_project(dest, "faces")  # made, or brought up to date with this checkout
     set_params(dest / "params.yaml", {"wiki.path": str(data.resolve())})
     sh(["git", *GIT_IDENTITY, "commit", "-qam", "faces: absolute wiki.path", "--allow-empty"], dest)
     return yaml.safe_load((dest / "params.yaml").read_text())["run"]["regimes"]
