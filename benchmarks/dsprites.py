@@ -45,16 +45,17 @@ TLLIB = {"ERM": [0.232, 0.271, 0.081, 0.220, 0.038, 0.092],
 # ratio (0.1 : 0.001, the scale times the batch, 32: dareg's Gram matrix is divided by it); RSD its
 # base-mismatch trade-off (losses.rsd_tradeoff).
 METHODS = {
-    "da": ({"mmd": 1.0, "smoothing": 0.1}, [0.1, 1.0, 10.0]),
-    "da_coral": ({"coral": 1.0}, [0.1, 1.0, 10.0]),
-    "da_rsd": ({"rsd": 1.0}, [1e-3, 1e-2, 1e-1]),
-    "da_daregram": ({"daregram_angle": 1.0, "daregram_scale": 0.32}, [0.01, 0.1, 1.0]),
-    "da_dann": ({"dann": 1.0}, [0.01, 0.1, 1.0]),
-    "da_dd": ({"dd": 1.0}, [0.1, 1.0, 10.0]),
+    "da": ({"mmd": 1.0, "smoothing": 0.1}, [0.01, 0.1, 1.0, 10.0]),
+    "da_coral": ({"coral": 1.0}, [0.01, 0.1, 1.0, 10.0]),
+    "da_rsd": ({"rsd": 1.0}, [1e-4, 1e-3, 1e-2, 1e-1]),
+    "da_daregram": ({"daregram_angle": 1.0, "daregram_scale": 0.32}, [0.001, 0.01, 0.1, 1.0]),
+    "da_dann": ({"dann": 1.0}, [0.001, 0.01, 0.1, 1.0]),
+    "da_dd": ({"dd": 1.0}, [0.01, 0.1, 1.0, 10.0]),
 }
 # A method's other setting chosen with its weight, on validation too: DD's warm start of the
 # reversal (tllib: 1,000 of its 20,000 steps) scaled to this profile's 1,200 steps.
 VARIANTS = {"da_dd warm 60": ("da_dd", {"dd_grl_steps": 60})}
+VARIANT_KEYS = {key for _, losses in VARIANTS.values() for key in losses}
 UNWEIGHTED = ("source_only", "mixed_batch", "da_adabn", "oracle")
 NOT_METHODS = ("source_only", "mixed_batch", "oracle")  # controls and the reference, not adaptation
 
@@ -98,7 +99,10 @@ def sweep_job(job: tuple) -> dict:
     repo, pair, name, weights, seed = job
     p, data, scaling = load_task(Path(repo), "dsprites")
     base, losses = VARIANTS.get(name, (name, {}))
-    regime = replace(p.regimes[base], losses={**p.regimes[base].losses, **losses})
+    # The copy's profile may carry a variant's setting already (the one chosen before): the plain
+    # method runs with the params' defaults for every setting that a variant changes.
+    own = {k: v for k, v in p.regimes[base].losses.items() if k not in VARIANT_KEYS}
+    regime = replace(p.regimes[base], losses={**own, **losses})
     regime = regime if weights is None else replace(regime, weights=weights)
     p = replace(p, regimes={**p.regimes, base: regime})
     r = train_run(p, regime, base, data, scaling, seed)

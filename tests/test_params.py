@@ -286,3 +286,16 @@ def test_a_malformed_params_file_is_one_line_naming_where(tmp_path, text, messag
     with pytest.raises(ParamsError, match=message) as err:
         params.load(tmp_path / "params.yaml")
     assert "\n" not in str(err.value) and "git checkout params.yaml" in str(err.value)
+
+
+def test_dsprites_profile_holds_the_sweeps_choice(tmp_path):
+    """profiles/dsprites.yaml runs the weights (and DD's warm start) that the validation sweep
+    chose (benchmarks/dsprites_sweep.json), so the committed table is the sweep's."""
+    import json
+
+    chosen = json.loads((ROOT / "benchmarks" / "dsprites_sweep.json").read_text())
+    p = with_profile("dsprites", tmp_path)
+    for method, weights in chosen["chosen"].items():
+        assert p.regimes[method].weights == pytest.approx(weights), method
+    for method, losses in chosen["losses"].items():
+        assert {k: p.regimes[method].losses.get(k) for k in losses} == losses, method
