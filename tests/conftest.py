@@ -11,12 +11,13 @@ import pytest
 from ruamel.yaml import YAML
 
 from dareg import profile
+from dareg.cache import available_cores
 
 # Under pytest-xdist (`-n auto` in pyproject.toml) each worker, and the stages it starts, gets
 # cores / workers threads: two workers each running torch on every core would oversubscribe.
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
     os.environ.setdefault("OMP_NUM_THREADS", str(max(
-        1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
+        1, available_cores() // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -1,4 +1,5 @@
 """Typed params: the profiles load, and mistakes fail at load time naming the key."""
+import json
 from pathlib import Path
 
 import pytest
@@ -291,8 +292,6 @@ def test_a_malformed_params_file_is_one_line_naming_where(tmp_path, text, messag
 def test_dsprites_profile_holds_the_sweeps_choice(tmp_path):
     """profiles/dsprites.yaml runs the weights (and DD's warm start) that the validation sweep
     chose (benchmarks/dsprites_sweep.json), so the committed table is the sweep's."""
-    import json
-
     chosen = json.loads((ROOT / "benchmarks" / "dsprites_sweep.json").read_text())
     p = with_profile("dsprites", tmp_path)
     for method, weights in chosen["chosen"].items():
